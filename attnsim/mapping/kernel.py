@@ -1,0 +1,230 @@
+"""GPU kernel mappings: the vocabulary of FlashAttention-style kernels.
+
+A kernel mapping says how one attention call runs on a GPU:
+
+    grid = B x (H / q_heads_per_cta) x ceil(M / rows) x split_kv   CTAs
+    each CTA: load a Q tile (block_m rows), then for every non-empty key tile
+              (block_n keys): load K, V (pipelined over `stages` buffers),
+              S = Q K^T (mma), online softmax (exp + vector), O += P V (mma);
+              finally scale O by 1/l and store it.
+
+``style`` is 'fused' (FlashAttention-2/3 forward), 'split_kv' (flash-decoding: the key range
+is split over CTAs and a combine kernel merges the partial outputs) or 'unfused' (three
+kernels: S = QK^T, softmax, O = PV, with S and P in HBM; block_m x block_n is the GEMM tile).
+It lowers to the general loop-nest form in ``attnsim.mapping.loopnest``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from attnsim.arch import Arch
+from attnsim.errors import MappingError, Problem
+from attnsim.spec.schema import Field, Reader, did_you_mean
+from attnsim.spec.yamlio import load_yaml
+from attnsim.workload.spec import Workload
+
+MAPPING_DIR = Path(__file__).resolve().parents[2] / "mappings"
+STYLES = ("fused", "split_kv", "unfused")
+LAUNCH_ORDERS = ("m_fastest", "longest_first", "head_fastest")
+ALGORITHMS = ("unfused", "flash2", "flash3", "flash_decode")
+# Head dims a FlashAttention-style kernel is compiled for; others are padded up to the next.
+SUPPORTED_HEAD_DIMS = (32, 64, 96, 128, 160, 192, 224, 256)
+
+
+@dataclass(frozen=True)
+class KernelMapping:
+    style: str = "fused"
+    block_m: int = 128  # CTA tile rows (query positions x packed heads)
+    block_n: int = 64  # key tile
+    warps: int = 4
+    stages: int = 2  # K/V buffers in shared memory (2 = double buffering)
+    split_kv: int = 1
+    q_heads_per_cta: int = 1  # GQA packing: query heads of one KV head handled by one CTA
+    launch_order: str = "m_fastest"
+    instr: str = "mma_sync"  # 'mma_sync' | 'wgmma'
+    softmax_overlap: bool = False  # FA3-style: softmax of one tile overlaps the MMAs of another
+    registers_per_thread: int | None = None  # from ptxas when known, else estimated
+    name: str = ""
+
+    def label(self) -> str:
+        return self.name or (f"{self.style}-{self.block_m}x{self.block_n}-w{self.warps}-s{self.stages}"
+                             f"-split{self.split_kv}-{self.instr}" + ("-overlap" if self.softmax_overlap else ""))
+
+    def with_changes(self, **changes) -> "KernelMapping":
+        return replace(self, **changes)
+
+
+def padded_head_dim(d: int) -> int:
+    """The head dim the kernel computes with (the next compiled size; the padding is wasted work)."""
+    for s in SUPPORTED_HEAD_DIMS:
+        if d <= s:
+            return s
+    raise MappingError(Problem(f"no FlashAttention-style tile supports head_dim {d}; the largest is "
+                               f"{SUPPORTED_HEAD_DIMS[-1]}", key="head_dim"))
+
+
+def smem_bytes_per_cta(m: KernelMapping, w: Workload) -> int:
+    """Shared memory one CTA holds: the Q tile plus `stages` K and V tiles (input dtype)."""
+    b = w.dtype_bytes
+    if m.style == "unfused":  # GEMM tile: A and B operand tiles, `stages` deep, k-step 64
+        return m.stages * (m.block_m + m.block_n) * 64 * b
+    d, f = padded_head_dim(w.head_dim), padded_head_dim(w.value_dim)
+    return m.block_m * d * b + m.stages * m.block_n * (d + f) * b
+
+
+def estimated_registers(m: KernelMapping, w: Workload) -> int:
+    """Data registers per thread: the fp32 O accumulator and the fp32 S/P tile, spread over the
+    CTA's threads (a lower bound; ptxas adds addresses and indices)."""
+    threads = 32 * m.warps
+    f = padded_head_dim(w.value_dim) if m.style != "unfused" else 0
+    return math.ceil(m.block_m * (f + m.block_n) / threads)
+
+
+def check_mapping(m: KernelMapping, w: Workload, arch: Arch, file: str | None = None) -> None:
+    """Raise one MappingError listing everything that keeps this mapping from running."""
+    probs: list[Problem] = []
+
+    def bad(key, msg, hint=None):
+        probs.append(Problem(msg, file=file, key=key, hint=hint))
+
+    if m.style not in STYLES:
+        bad("style", f"expected one of {list(STYLES)}, got {m.style!r}", did_you_mean(m.style, STYLES))
+    if m.launch_order not in LAUNCH_ORDERS:
+        bad("launch_order", f"expected one of {list(LAUNCH_ORDERS)}, got {m.launch_order!r}",
+            did_you_mean(m.launch_order, LAUNCH_ORDERS))
+    if arch.kind != "gpu":
+        bad("arch", f"a kernel mapping needs a GPU arch; {arch.name!r} is {arch.kind}")
+        raise MappingError(probs)
+    if m.instr not in arch.compute.matrix_flops_per_cycle:
+        bad("instr", f"arch {arch.name!r} has no {m.instr!r} instructions; it has "
+                     f"{sorted(arch.compute.matrix_flops_per_cycle)}")
+    elif w.dtype not in arch.compute.matrix_flops_per_cycle[m.instr]:
+        bad("instr", f"{m.instr} on {arch.name} has no {w.dtype} rate; dtypes: "
+                     f"{sorted(arch.compute.matrix_flops_per_cycle[m.instr])}")
+    for key in ("block_m", "block_n"):
+        v = getattr(m, key)
+        if v < 16 or v % 16:
+            bad(key, f"expected a multiple of 16 (the MMA tile edge), got {v}")
+    if m.warps < 1 or m.warps * 32 > arch.gpu.max_threads_per_sm:
+        bad("warps", f"expected 1..{arch.gpu.max_threads_per_sm // 32} warps, got {m.warps}")
+    if m.instr == "wgmma" and m.warps % 4:
+        bad("warps", f"wgmma runs on warpgroups of 4 warps; got {m.warps} warps")
+    for key in ("stages", "split_kv", "q_heads_per_cta"):
+        if getattr(m, key) < 1:
+            bad(key, f"expected a positive integer, got {getattr(m, key)}")
+    if m.q_heads_per_cta > 1 and w.group % m.q_heads_per_cta:
+        bad("q_heads_per_cta", f"must divide the GQA group G = {w.group}; got {m.q_heads_per_cta}")
+    if m.style != "unfused":
+        if w.head_dim % 8 or w.value_dim % 8:
+            bad("head_dim", f"head_dim and value_dim must be multiples of 8 (16-byte vector loads); "
+                            f"got {w.head_dim} and {w.value_dim}")
+        try:
+            padded_head_dim(max(w.head_dim, w.value_dim))
+        except MappingError as e:
+            probs.extend(e.problems)
+    if not probs:
+        smem = smem_bytes_per_cta(m, w)
+        limit = arch.gpu.smem_per_cta_bytes
+        if smem > limit:
+            bad("block_m", f"SMEM overflows by {(smem - limit) / 1024:.1f} KiB: a {m.block_m}x{m.block_n} tile "
+                           f"with {m.stages} stages needs {smem / 1024:.1f} KiB per CTA, {arch.name} allows "
+                           f"{limit / 1024:.1f} KiB", "use a smaller block_n or fewer stages")
+        regs = m.registers_per_thread or estimated_registers(m, w)
+        if regs > arch.gpu.max_registers_per_thread:
+            bad("block_m", f"registers overflow: a {m.block_m}x{m.block_n} tile over {m.warps} warps needs at "
+                           f"least {regs} registers per thread, at most {arch.gpu.max_registers_per_thread}",
+                "use more warps or a smaller tile")
+    if probs:
+        raise MappingError(probs)
+
+
+def flash_splits_heuristic(ctas_without_split: int, sms: int, n_key_tiles: int, max_splits: int = 128) -> int:
+    """The split-KV count flash-attention's own heuristic picks (num_splits_heuristic in its
+    flash_api.cpp): no split when the grid already fills 80% of the SMs; else the smallest split
+    whose wave efficiency is within 85% of the best."""
+    if ctas_without_split >= 0.8 * sms:
+        return 1
+    max_splits = min(max_splits, sms, n_key_tiles)
+    effs = []
+    for s in range(1, max_splits + 1):
+        waves = ctas_without_split * s / sms
+        effs.append(waves / math.ceil(waves))
+    best = max(effs)
+    for s, e in enumerate(effs, start=1):
+        if e >= 0.85 * best:
+            return s
+    return 1
+
+
+def default_mapping(algorithm: str, arch: Arch, w: Workload) -> KernelMapping:
+    """What the well-known kernels do for this algorithm, arch and shape."""
+    if algorithm not in ALGORITHMS:
+        raise MappingError(Problem(f"unknown algorithm {algorithm!r}; known: {list(ALGORITHMS)}",
+                                   key="algorithm", hint=did_you_mean(algorithm, ALGORITHMS)))
+    d = padded_head_dim(max(w.head_dim, w.value_dim))
+    has_wgmma = "wgmma" in arch.compute.matrix_flops_per_cycle
+    order = "longest_first" if w.mask.is_causal else "m_fastest"
+    if algorithm == "unfused":
+        return KernelMapping(style="unfused", block_m=128, block_n=128, warps=8, stages=3,
+                             instr=arch.default_instr, name="unfused")
+    if algorithm == "flash2":
+        # flash-attention 2's sm80 forward kernel traits: (block_m, block_n, warps) per head dim.
+        bm, bn = (128, 128) if d <= 64 else (128, 64) if d <= 160 else (64, 64)
+        return KernelMapping(style="fused", block_m=bm, block_n=bn, warps=4, stages=2, instr="mma_sync",
+                             launch_order=order, name="flash2")
+    if algorithm == "flash3":
+        if not has_wgmma:
+            raise MappingError(Problem(f"flash3 needs wgmma (Hopper); {arch.name} has only "
+                                       f"{sorted(arch.compute.matrix_flops_per_cycle)}", key="algorithm",
+                                       hint="use --algorithm flash2"))
+        bm, bn = (192, 128) if d <= 64 else (128, 128) if d <= 128 else (128, 80) if d <= 192 else (128, 64)
+        return KernelMapping(style="fused", block_m=bm, block_n=bn, warps=12, stages=2, instr="wgmma",
+                             softmax_overlap=True, launch_order=order, name="flash3")
+    # flash_decode: pack the G query heads of a KV head into one CTA's rows; split the keys.
+    instr = "wgmma" if has_wgmma else "mma_sync"
+    qpc = w.group
+    rows = w.seq_q * qpc
+    bm = 64 if instr == "wgmma" else max(16, min(64, 16 * math.ceil(rows / 16)))
+    bn = 128 if d <= 128 else 64
+    ctas = w.batch * w.kv_heads * math.ceil(rows / bm)
+    split = flash_splits_heuristic(ctas, arch.gpu.sm_count, math.ceil(w.seq_kv / bn))
+    return KernelMapping(style="split_kv", block_m=bm, block_n=bn, warps=4, stages=2, split_kv=split,
+                         q_heads_per_cta=qpc, instr=instr, name="flash_decode")
+
+
+MAPPING_FIELDS = [
+    Field("name", "str", required=False, default=""),
+    Field("style", "enum", choices=STYLES),
+    Field("block_m", "int", min=16),
+    Field("block_n", "int", min=16),
+    Field("warps", "int", min=1, required=False, default=4),
+    Field("stages", "int", min=1, required=False, default=2),
+    Field("split_kv", "int", min=1, required=False, default=1),
+    Field("q_heads_per_cta", "int", min=1, required=False, default=1),
+    Field("launch_order", "enum", choices=LAUNCH_ORDERS, required=False, default="m_fastest"),
+    Field("instr", "enum", choices=("mma_sync", "wgmma"), required=False, default="mma_sync"),
+    Field("softmax_overlap", "bool", required=False, default=False),
+    Field("registers_per_thread", "int", min=1, required=False),
+    Field("description", "str", required=False, default=""),
+]
+
+
+def load_mapping(name_or_path: str | Path) -> KernelMapping:
+    p = Path(name_or_path)
+    if not p.exists():
+        cand = MAPPING_DIR / f"{name_or_path}.yaml"
+        if not cand.exists():
+            names = sorted(q.stem for q in MAPPING_DIR.glob("*.yaml"))
+            hint = did_you_mean(str(name_or_path), names)
+            raise MappingError(Problem(f"no mapping file or preset {str(name_or_path)!r}"
+                                       + f"; presets: {', '.join(names)}", hint=hint))
+        p = cand
+    data, lines = load_yaml(p)
+    r = Reader(data, lines, str(p))
+    v = r.section((), MAPPING_FIELDS)
+    r.raise_if_problems()
+    v.pop("description", None)
+    return KernelMapping(**{k: val for k, val in v.items()}) if v["name"] else \
+        KernelMapping(**{**v, "name": p.stem})

@@ -1,0 +1,80 @@
+"""Lower (arch, workload, kernel mapping) values to one row of numbers for the numba kernel."""
+from __future__ import annotations
+
+import numpy as np
+
+from attnsim.arch import Arch
+from attnsim.mapping.kernel import (KernelMapping, check_mapping, estimated_registers, padded_head_dim,
+                                    smem_bytes_per_cta)
+from attnsim.model import gpu_kernel as K
+from attnsim.workload.spec import Workload
+from attnsim.workload.tiles import explicit_tile_stats
+
+MASK_CODES = {"full": K.MK_FULL, "causal": K.MK_CAUSAL, "window": K.MK_WINDOW,
+              "block_sparse": K.MK_BLOCK, "neighborhood": K.MK_EXPLICIT}
+STYLE_CODES = {"fused": K.STYLE_FUSED, "split_kv": K.STYLE_SPLIT, "unfused": K.STYLE_UNFUSED}
+BOUND_NAMES = {K.BD_MMA: "mma", K.BD_SOFTMAX: "softmax (exp/vector)", K.BD_SMEM: "smem bandwidth",
+               K.BD_SM_LOAD: "L2->SM load", K.BD_HBM: "hbm bandwidth", K.BD_L2: "l2 bandwidth",
+               K.BD_LAUNCH: "launch overhead", K.BD_TAIL: "tail (waves / unequal CTAs)"}
+
+
+def arch_columns(arch: Arch, row: np.ndarray, instr: str, dtype: str) -> None:
+    g = arch.gpu
+    hbm, l2, smem = arch.level("HBM"), arch.level("L2"), arch.level("SMEM")
+    row[K.SMS] = g.sm_count
+    row[K.CLOCK] = arch.clock_hz
+    row[K.MMA_PER_CYCLE] = arch.matrix_flops_per_cycle(instr, dtype)
+    row[K.MMA_EFF] = arch.efficiency.mma[instr]
+    row[K.EXP_PER_CYCLE] = arch.compute.exp_per_cycle
+    row[K.VEC_PER_CYCLE] = arch.compute.vector_ops_per_cycle
+    row[K.MAX_CTAS] = g.max_ctas_per_sm
+    row[K.MAX_WARPS] = g.max_warps_per_sm
+    row[K.MAX_THREADS] = g.max_threads_per_sm
+    row[K.REGS_PER_SM] = g.registers_per_sm
+    row[K.SMEM_SM] = g.smem_per_sm_bytes
+    row[K.HBM_BW] = hbm.bandwidth_bytes_per_s
+    row[K.HBM_EFF] = arch.efficiency.hbm_bandwidth
+    row[K.L2_BW] = l2.bandwidth_bytes_per_s
+    row[K.L2_EFF] = arch.efficiency.l2_bandwidth
+    row[K.L2_CAP] = l2.capacity_bytes * l2.instances
+    row[K.SMEM_BYTES_PER_CYCLE] = smem.bandwidth_bytes_per_s / smem.instances / arch.clock_hz
+    row[K.LAUNCH_S] = arch.efficiency.launch_overhead_s
+    row[K.E_HBM] = hbm.read_energy_pj_per_byte
+    row[K.E_L2] = l2.read_energy_pj_per_byte
+    row[K.E_SMEM] = smem.read_energy_pj_per_byte
+    row[K.E_MMA] = arch.energy.matrix_pj_per_flop
+    row[K.E_EXP] = arch.energy.exp_pj_per_op
+    row[K.E_VEC] = arch.energy.vector_pj_per_op
+    row[K.P_STATIC] = arch.energy.static_power_w
+
+
+def lower_gpu(arch: Arch, w: Workload, m: KernelMapping, check: bool = True) -> np.ndarray:
+    """One design point as a row of K.N_IN numbers (checks the mapping first unless told not to)."""
+    if check:
+        check_mapping(m, w, arch)
+    row = np.zeros(K.N_IN)
+    row[K.STYLE] = STYLE_CODES[m.style]
+    row[K.B], row[K.H], row[K.HKV] = w.batch, w.heads, w.kv_heads
+    row[K.M], row[K.N] = w.seq_q, w.seq_kv
+    row[K.D], row[K.F] = w.head_dim, w.value_dim
+    row[K.DP] = padded_head_dim(w.head_dim) if m.style != "unfused" else -(-w.head_dim // 16) * 16
+    row[K.FP] = padded_head_dim(w.value_dim) if m.style != "unfused" else -(-w.value_dim // 16) * 16
+    row[K.ELEM_BYTES] = w.dtype_bytes
+    mk = w.mask
+    row[K.MASK] = MASK_CODES[mk.kind]
+    row[K.WINDOW], row[K.SINK], row[K.DENSITY], row[K.CAUSAL] = mk.window, mk.sink, mk.density, mk.causal
+    row[K.BR], row[K.BC] = m.block_m, m.block_n
+    if mk.kind == "neighborhood":
+        bp = max(1, m.block_m // m.q_heads_per_cta)
+        s = explicit_tile_stats(mk, w.seq_q, w.seq_kv, bp, m.block_n)
+        row[K.X_SUM], row[K.X_MAX], row[K.X_MIN] = s.tiles, s.max_row_tiles, s.min_row_tiles
+        row[K.X_FULL], row[K.X_ALLOWED], row[K.X_ROWS] = s.full_tiles, s.allowed, s.rows
+    row[K.WARPS], row[K.STAGES], row[K.SPLIT] = m.warps, m.stages, m.split_kv
+    row[K.QPC] = m.q_heads_per_cta
+    row[K.OVERLAP] = 1.0 if m.softmax_overlap else 0.0
+    row[K.REGS] = m.registers_per_thread or max(1, estimated_registers(m, w))
+    row[K.SMEM_CTA] = smem_bytes_per_cta(m, w)
+    # who reads each K/V tile out of shared memory: every warp (mma.sync) or every warpgroup (wgmma)
+    row[K.SMEM_READERS] = m.warps / 4 if m.instr == "wgmma" else m.warps
+    arch_columns(arch, row, m.instr, w.dtype)
+    return row
