@@ -20,10 +20,11 @@ class Problem:
     hint: str | None = None  # "did you mean 'capacity'?"
 
     def __str__(self) -> str:
-        where = self.file or "<input>"
-        if self.line is not None:
-            where += f":{self.line}"
-        text = f"{where}: "
+        text = ""
+        if self.file:
+            text = self.file + (f":{self.line}" if self.line is not None else "") + ": "
+        elif self.line is not None:
+            text = f"line {self.line}: "
         if self.key:
             text += f"{self.key}: "
         text += self.message

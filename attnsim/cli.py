@@ -1,0 +1,132 @@
+"""The `attnsim` command. Errors print as one clear message (exit 2), never a traceback."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from attnsim.errors import AttnsimError
+
+
+def _workload_from_flags(a):
+    from attnsim.workload.spec import attention
+    return attention("softmax", batch=a.batch, heads=a.heads, kv_heads=a.kv_heads, seq=a.seq, seq_q=a.seq_q,
+                     seq_kv=a.seq_kv, head_dim=a.head_dim, causal=a.causal, window=a.window, sink=a.sink,
+                     density=a.density, dtype=a.dtype)
+
+
+def cmd_predict(a) -> int:
+    from attnsim.model.analytical import predict
+    if a.cases:
+        from attnsim.cases import run_cases
+        from tqdm import tqdm
+        out = a.output or "predictions.csv"
+        ok, bad = run_cases(a.cases, out, progress=lambda rows: tqdm(rows, desc="cases", unit="row",
+                                                                       disable=None, file=sys.stderr))
+        print(f"wrote {out}: {ok} rows predicted, {bad} rows with errors (see the status column)")
+        return 0
+    if a.workload:
+        workload = a.workload
+    else:
+        if a.seq is None and (a.seq_q is None or a.seq_kv is None):
+            raise AttnsimError("give --workload FILE, or --seq (or --seq-q and --seq-kv) with the shape flags, "
+                               "or --cases FILE")
+        workload = _workload_from_flags(a)
+    mapping = a.mapping or a.algorithm
+    r = predict(a.arch, workload, mapping)
+    if a.format == "json":
+        print(r.to_json())
+    elif a.explain:
+        print(r.explain())
+    else:
+        from attnsim.units import fmt_si
+        print(r.summary())
+        print(f"  HBM {fmt_si(r.traffic_bytes['HBM'], 'B')}, energy {fmt_si(r.energy_total_j, 'J')}, "
+              f"{r.occupancy.get('ctas_per_sm', 0):g} CTAs/SM, {r.occupancy.get('waves', 0):.2f} waves "
+              "(--explain for the breakdown)")
+    return 0
+
+
+def cmd_list(a) -> int:
+    from attnsim.arch import list_arch_presets, load_arch
+    from attnsim.workload.spec import list_workload_presets
+    print("arch presets:")
+    for name in list_arch_presets():
+        arch = load_arch(name)
+        print(f"  {name:20s} {arch.description}")
+    print("workload presets:")
+    for name in list_workload_presets():
+        print(f"  {name}")
+    print("algorithms: unfused, flash2, flash3, flash_decode")
+    return 0
+
+
+def cmd_report(a) -> int:
+    from attnsim.report import build_report
+    path = build_report(a.out, quick=a.quick)
+    print(f"report written to {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="attnsim", description="Cost model for attention on GPUs and spatial arrays")
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pr = sub.add_parser("predict", help="predict one case (flags or YAML files) or a cases CSV")
+    pr.add_argument("--arch", default="h100_sxm5_80gb", help="preset name or arch YAML (default h100_sxm5_80gb)")
+    pr.add_argument("--workload", help="workload YAML (instead of the shape flags)")
+    pr.add_argument("--mapping", help="mapping YAML (default: the algorithm's usual kernel)")
+    pr.add_argument("--algorithm", choices=["unfused", "flash2", "flash3", "flash_decode"],
+                    help="kernel family (default: flash3 on Hopper, flash2 elsewhere, flash_decode for seq_q<=16)")
+    pr.add_argument("--batch", type=int, default=1)
+    pr.add_argument("--heads", type=int, default=32)
+    pr.add_argument("--kv-heads", type=int, default=None, help="KV heads (GQA/MQA); default = heads")
+    pr.add_argument("--seq", type=int, help="sequence length for both queries and keys")
+    pr.add_argument("--seq-q", type=int, help="query positions (1 for a decode step)")
+    pr.add_argument("--seq-kv", type=int, help="key positions")
+    pr.add_argument("--head-dim", type=int, default=128)
+    pr.add_argument("--causal", action="store_true")
+    pr.add_argument("--window", type=int, help="sliding window in keys (implies causal)")
+    pr.add_argument("--sink", type=int, default=0, help="sink tokens always visible under a window")
+    pr.add_argument("--density", type=float, help="block-sparse density in (0, 1]")
+    pr.add_argument("--dtype", default="bf16", choices=["fp16", "bf16", "fp8", "fp32"])
+    pr.add_argument("--format", choices=["table", "json"], default="table")
+    pr.add_argument("--explain", action="store_true", help="print the full breakdown")
+    pr.add_argument("--cases", help="CSV of cases to predict in batch (see README)")
+    pr.add_argument("-o", "--output", help="output CSV for --cases (default predictions.csv)")
+    pr.set_defaults(func=cmd_predict)
+
+    ls = sub.add_parser("list", help="list arch and workload presets")
+    ls.set_defaults(func=cmd_list)
+
+    rp = sub.add_parser("report", help="write the built-in report (Markdown + PNG plots)")
+    rp.add_argument("--out", default="report")
+    rp.add_argument("--quick", action="store_true", help="a reduced grid")
+    rp.set_defaults(func=cmd_report)
+    return p
+
+
+def _version() -> str:
+    from attnsim import __version__
+    return f"attnsim {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except AttnsimError as e:
+        print(f"attnsim: error: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as e:  # bad values that slipped past the spec checks, unreadable files
+        print(f"attnsim: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("attnsim: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
