@@ -60,6 +60,8 @@ def sum_clamped(a, b, c, lo, hi):
     e1 = min(b, lo - c)
     if e1 >= a:
         total += (e1 - a + 1) * lo
+    if lo >= hi:  # every value clamps to lo
+        return (b - a + 1) * lo
     # region 3: m + c >= hi  ->  m >= hi - c
     s3 = max(a, hi - c)
     if s3 <= b:
@@ -156,6 +158,9 @@ def row_tiles(kind, r0, r1, m_len, n_len, bc, window, sink):
 def mask_tile_stats(kind, m_len, n_len, bp, bc, window, sink, density, causal):
     """(sum, max, min of non-empty tiles per query-tile row; full tiles; rows; allowed pairs)."""
     rows = (m_len + bp - 1) // bp
+    if kind == MK_FULL:  # every row: all key tiles, all full
+        ncol = (n_len + bc - 1) // bc
+        return rows * ncol, ncol, ncol, rows * ncol, rows, float(m_len) * n_len
     base = MK_CAUSAL if (kind == MK_BLOCK and causal) else (MK_FULL if kind == MK_BLOCK else kind)
     tot = 0.0
     full_tot = 0.0
@@ -270,14 +275,19 @@ def eval_fused(p, out):
     if split > 1:
         partial_bytes = b * h * m_len * split * (f + 1) * 4.0  # fp32 partial O and log-sum-exp
     l2_bytes = q_bytes + kv_visit_bytes + o_bytes + partial_bytes
-    # K/V re-reads hit in L2 when the K/V of the heads running at once fit
+    # K/V re-reads: CTAs of one head that run in the same wave read the same tiles at nearly the
+    # same time and hit in L2. A head whose CTAs span several waves re-reads its K/V once per
+    # later wave; those reads hit only if the K/V of the heads live at once fit in L2.
     slots = sms * k
-    heads_live = min(groups, math.ceil(slots / (rows * split)) + 1)
+    ctas_per_head = rows * split
+    heads_live = max(1.0, math.ceil(slots / ctas_per_head))
     kv_heads_live = max(1.0, math.ceil(heads_live * qpc * hkv / h))
     working_set = kv_heads_live * n_len * (d + f) * eb
     miss = 0.0 if working_set <= p[L2_CAP] else 1.0 - p[L2_CAP] / working_set
-    extra = max(0.0, kv_visit_bytes - kv_compulsory)
-    hbm_bytes = q_bytes + min(kv_visit_bytes, kv_compulsory) + extra * miss + o_bytes
+    kv_first = min(kv_visit_bytes, kv_compulsory)
+    later_waves = max(0.0, ctas_per_head / slots - 1.0)
+    refetch = min(kv_visit_bytes - kv_first, kv_first * later_waves)
+    hbm_bytes = q_bytes + kv_first + refetch * miss + o_bytes
     if split > 1 and partial_bytes > p[L2_CAP]:
         hbm_bytes += partial_bytes
     t_hbm = hbm_bytes / (p[HBM_BW] * p[HBM_EFF])
@@ -302,7 +312,7 @@ def eval_fused(p, out):
         bound = BD_HBM
     elif t_main == t_l2:
         bound = BD_L2
-    elif t_cycles > t_cycles_balance:
+    elif c_max > t_cycles_balance:  # one CTA outlasts the balanced per-SM work: too little parallelism
         bound = BD_TAIL
     elif t_tile == t_load:
         bound = BD_SM_LOAD

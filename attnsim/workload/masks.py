@@ -194,7 +194,8 @@ def block_sparse_from_density(
 
     * candidates: every key block, or with ``causal=True`` key blocks ``0..d`` where
       ``d = causal_block_limits(...)[i]`` (blocks holding at least one causal element);
-    * ``k = max(1, round(density * n_candidates))`` blocks are kept (0 if none);
+    * ``k = max(1, floor(density * n_candidates + 0.5))`` blocks are kept (0 if none; halves round up,
+      as the model's kernel counts them);
     * they are taken in this order: the diagonal block ``d``, the sink block 0, then
       the remaining candidates nearest to ``d`` first (ties -> the earlier block).
       Non-causal ``d`` is the block of the aligned last query row, clipped to range.
@@ -223,7 +224,7 @@ def block_sparse_from_density(
         else:
             d = min(max(d, 0), n_kb - 1)
             cands = np.arange(n_kb)
-        k = min(len(cands), max(1, int(round(float(density) * len(cands)))))
+        k = min(len(cands), max(1, math.floor(float(density) * len(cands) + 0.5)))
         rest = [j for j in sorted(cands.tolist(), key=lambda j: (abs(j - d), j)) if j not in (d, 0)]
         order = [d] + ([0] if d != 0 else []) + rest
         grid[i, order[:k]] = True
