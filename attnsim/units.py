@@ -269,6 +269,20 @@ def format_quantity(value: float, kind: str, binary: bool = False) -> str:
     if value == 0:
         return f"0 {unit}"
     prefix, scale = _pick_prefix(value, family)
+    text = _shortest_text(value, kind, unit, prefix, scale)
+    # A value just below a prefix step (1e-12 J is 0.99999...e-12 in binary) can print as
+    # '1000 fJ'; the next prefix up then gives '1 pJ', which round-trips as well.
+    larger = [(p, sc) for p, sc in family if decimal.Decimal(sc) > decimal.Decimal(scale)]
+    if text and larger and float(text.split()[0]) >= (1024 if binary else 1000):
+        up = _shortest_text(value, kind, unit, *min(larger, key=lambda ps: decimal.Decimal(ps[1])))
+        if up:
+            return up
+    # Not expected to fail (17 digits suffice); repr always round-trips unprefixed.
+    return text or f"{value!r} {unit}"
+
+
+def _shortest_text(value: float, kind: str, unit: str, prefix: str, scale) -> str | None:
+    """The fewest digits of value/scale that parse back to exactly `value`, or None."""
     with decimal.localcontext() as ctx:
         ctx.prec = 1000  # x / 1000**k and x / 1024**k terminate; this is ample to keep them exact
         ctx.Emax, ctx.Emin = decimal.MAX_EMAX, decimal.MIN_EMIN
@@ -281,8 +295,7 @@ def format_quantity(value: float, kind: str, binary: bool = False) -> str:
                 return text
         except UnitError:  # rounding up near the float maximum overflows: try more digits
             continue
-    # Not expected to be reached (17 digits suffice); repr always round-trips unprefixed.
-    return f"{value!r} {unit}"
+    return None
 
 
 def fmt_si(value: float, unit: str) -> str:

@@ -27,16 +27,25 @@ class SpatialMapping:
         return self.name or f"{self.style}-{self.block_m}x{self.block_n}"
 
 
+def default_block_m(arch, w) -> int:
+    """Query rows streamed past each stationary K/V tile: as many as the online-softmax state
+    (an fp32 O accumulator plus max and sum per row) fits in half the global buffer."""
+    glb = arch.levels[1]
+    state_per_row = (w.value_dim + 2) * 4
+    return max(1, min(w.seq_q, int(glb.capacity_bytes // 2 // state_per_row)))
+
+
 def resolve_spatial_mapping(mapping, arch, w) -> SpatialMapping:
     if isinstance(mapping, SpatialMapping):
         return mapping
     if mapping is None:
         style = "fused" if arch.array.vector_lanes >= arch.array.cols else "unfused"
-        return SpatialMapping(style=style, block_m=arch.array.rows, block_n=arch.array.cols, name=style)
-    if isinstance(mapping, str) and mapping in SPATIAL_STYLES:
-        return SpatialMapping(style=mapping, block_m=arch.array.rows, block_n=arch.array.cols, name=mapping)
-    if isinstance(mapping, str) and mapping in ("flash2", "flash3", "flash_decode"):
-        return SpatialMapping(style="fused", block_m=arch.array.rows, block_n=arch.array.cols, name="fused")
-    choices = SPATIAL_STYLES
-    raise MappingError(Problem(f"a spatial arch takes a mapping style {list(choices)}, got {mapping!r}",
-                               key="mapping", hint=did_you_mean(str(mapping), choices)))
+    elif isinstance(mapping, str) and mapping in SPATIAL_STYLES:
+        style = mapping
+    elif isinstance(mapping, str) and mapping in ("flash2", "flash3", "flash_decode"):
+        style = "fused"
+    else:
+        raise MappingError(Problem(f"a spatial arch takes a mapping style {list(SPATIAL_STYLES)}, got {mapping!r}",
+                                   key="mapping", hint=did_you_mean(str(mapping), SPATIAL_STYLES)))
+    bm = default_block_m(arch, w) if style == "fused" else min(w.seq_q, arch.array.rows)
+    return SpatialMapping(style=style, block_m=bm, block_n=arch.array.cols, name=style)

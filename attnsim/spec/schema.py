@@ -43,6 +43,10 @@ def did_you_mean(name: object, candidates) -> str | None:
     lowered = {c.lower(): c for c in names}
     if name.lower() in lowered and lowered[name.lower()] != name:
         return f"did you mean '{lowered[name.lower()]}'?"
+    # A truncated name ('h100_sxm5' for 'h100_sxm5_80gb') names its completion, if just one.
+    completions = [c for c in names if c.lower().startswith(name.lower())] if name else []
+    if len(completions) == 1:
+        return f"did you mean '{completions[0]}'?"
     match = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     return f"did you mean '{match[0]}'?" if match else None
 
