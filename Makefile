@@ -16,7 +16,6 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/attnsim report --out report
-	@echo "report written to report/README.md"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

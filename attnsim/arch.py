@@ -266,7 +266,7 @@ def arch_from_data(data, lines, file: str | None) -> Arch:
     matrix = _read_matrix(r, data)
 
     levels = []
-    raw_levels = (data or {}).get("levels") if isinstance(data, dict) else None
+    raw_levels = _nested(data, "levels")
     if not isinstance(raw_levels, list) or not raw_levels:
         r.problem(("levels",), "expected a list of storage levels, outermost (DRAM/HBM) first")
     else:
@@ -299,11 +299,19 @@ def arch_from_data(data, lines, file: str | None) -> Arch:
     )
 
 
+def _nested(data, *keys):
+    """data[k1][k2]... or None where a level is missing or not a mapping."""
+    for k in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(k)
+    return data
+
+
 def _read_matrix(r: Reader, data) -> dict[str, dict[str, float]]:
     """compute.matrix_flops_per_cycle: {instr_class: {dtype: FLOP per clock}}."""
     path = ("compute", "matrix_flops_per_cycle")
-    raw = data.get("compute", {}).get("matrix_flops_per_cycle") if isinstance(data, dict) and isinstance(
-        data.get("compute"), dict) else None
+    raw = _nested(data, *path)
     if not isinstance(raw, dict):
         r.problem(path, "expected {instruction_class: {dtype: FLOP per clock}}, e.g. {wgmma: {bf16: 4096}}")
         return {}
@@ -326,8 +334,7 @@ def _read_matrix(r: Reader, data) -> dict[str, dict[str, float]]:
 
 def _read_mma_efficiency(r: Reader, data, matrix) -> dict[str, float]:
     path = ("efficiency", "mma")
-    raw = data.get("efficiency", {}).get("mma") if isinstance(data, dict) and isinstance(
-        data.get("efficiency"), dict) else None
+    raw = _nested(data, *path)
     if not isinstance(raw, dict):
         r.problem(path, "expected {instruction_class: {value: fraction, source: ...}}")
         return {}
