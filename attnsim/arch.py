@@ -82,6 +82,7 @@ class Efficiency:
     hbm_bandwidth: float  # sustained fraction of peak HBM/DRAM bandwidth for streaming reads
     l2_bandwidth: float  # sustained fraction of L2 (or global buffer) bandwidth
     launch_overhead_s: float  # fixed cost per kernel launch
+    paged_kv_bandwidth: float | None = None  # sustained HBM fraction when K/V come from a paged cache
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,8 @@ EFFICIENCY_FIELDS = [
     Field("l2_bandwidth", "fraction", needs_source=True,
           help="sustained fraction of peak L2 / global-buffer bandwidth"),
     Field("launch_overhead", "time", needs_source=True, help="fixed cost of one kernel launch"),
+    Field("paged_kv_bandwidth", "fraction", required=False, needs_source=True,
+          help="sustained fraction of peak DRAM bandwidth when K/V are read from a paged cache"),
 ]
 ENERGY_FIELDS = [
     Field("matrix_per_flop", "energy"),
@@ -292,7 +295,8 @@ def arch_from_data(data, lines, file: str | None) -> Arch:
                         exp_per_cycle=c["exp_per_cycle"], vector_ops_per_cycle=c["vector_ops_per_cycle"],
                         instances=instances),
         efficiency=Efficiency(mma=MappingProxyType(mma_eff), hbm_bandwidth=eff["hbm_bandwidth"],
-                              l2_bandwidth=eff["l2_bandwidth"], launch_overhead_s=eff["launch_overhead"]),
+                              l2_bandwidth=eff["l2_bandwidth"], launch_overhead_s=eff["launch_overhead"],
+                              paged_kv_bandwidth=eff["paged_kv_bandwidth"]),
         energy=Energy(matrix_pj_per_flop=en["matrix_per_flop"] * 1e12, exp_pj_per_op=en["exp_per_op"] * 1e12,
                       vector_pj_per_op=en["vector_per_op"] * 1e12, static_power_w=en["static_power"]),
         gpu=gpu, array=array, sources=MappingProxyType(r.sources()), file=file,

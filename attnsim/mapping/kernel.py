@@ -140,22 +140,38 @@ def check_mapping(m: KernelMapping, w: Workload, arch: Arch, file: str | None = 
         raise MappingError(probs)
 
 
-def flash_splits_heuristic(ctas_without_split: int, sms: int, n_key_tiles: int, max_splits: int = 128) -> int:
+def flash_splits_heuristic(ctas_without_split: int, slots: int, n_key_tiles: int, max_splits: int = 128) -> int:
     """The split-KV count flash-attention's own heuristic picks (num_splits_heuristic in its
-    flash_api.cpp): no split when the grid already fills 80% of the SMs; else the smallest split
-    whose wave efficiency is within 85% of the best."""
-    if ctas_without_split >= 0.8 * sms:
+    flash_api.cpp, called with 2 x SMs as `slots`): no split when the grid already fills 80% of
+    the slots; else the smallest split whose wave efficiency is within 85% of the best, skipping
+    splits that leave the key tiles per split unchanged."""
+    if ctas_without_split >= 0.8 * slots:
         return 1
-    max_splits = min(max_splits, sms, n_key_tiles)
+    max_splits = min(max_splits, slots, n_key_tiles)
     effs = []
     for s in range(1, max_splits + 1):
-        waves = ctas_without_split * s / sms
+        waves = ctas_without_split * s / slots
         effs.append(waves / math.ceil(waves))
     best = max(effs)
     for s, e in enumerate(effs, start=1):
-        if e >= 0.85 * best:
+        eligible = s == 1 or math.ceil(n_key_tiles / s) != math.ceil(n_key_tiles / (s - 1))
+        if eligible and e >= 0.85 * best:
             return s
     return 1
+
+
+def _flash2_split_mapping(arch: Arch, w: Workload, rows: int, name: str) -> KernelMapping | None:
+    """flash-attn 2's split-KV path (its set_params_splitkv): 64-row tiles, key tiles of 256 /
+    128 / 64 for head dims <= 64 / 128 / larger, used when the grid is small. None: no split."""
+    d = padded_head_dim(max(w.head_dim, w.value_dim))
+    bn = 256 if d <= 64 else 128 if d <= 128 else 64
+    qpc = w.group if rows == w.seq_q * w.group else 1
+    ctas = w.batch * (w.heads // qpc) * math.ceil(rows / 64)
+    split = flash_splits_heuristic(ctas, 2 * arch.gpu.sm_count, math.ceil(w.seq_kv / bn))
+    if split == 1 and name != "flash_decode":
+        return None
+    return KernelMapping(style="split_kv", block_m=64, block_n=bn, warps=4, stages=2, split_kv=split,
+                         q_heads_per_cta=qpc, instr="mma_sync", name=name)
 
 
 def default_mapping(algorithm: str, arch: Arch, w: Workload) -> KernelMapping:
@@ -170,6 +186,9 @@ def default_mapping(algorithm: str, arch: Arch, w: Workload) -> KernelMapping:
         return KernelMapping(style="unfused", block_m=128, block_n=128, warps=8, stages=3,
                              instr=arch.default_instr, name="unfused")
     if algorithm == "flash2":
+        split = _flash2_split_mapping(arch, w, w.seq_q, "flash2")
+        if split is not None:
+            return split
         # flash-attention 2's sm80 forward kernel traits: (block_m, block_n, warps) per head dim.
         bm, bn = (128, 128) if d <= 64 else (128, 64) if d <= 160 else (64, 64)
         return KernelMapping(style="fused", block_m=bm, block_n=bn, warps=4, stages=2, instr="mma_sync",
@@ -182,16 +201,10 @@ def default_mapping(algorithm: str, arch: Arch, w: Workload) -> KernelMapping:
         bm, bn = (192, 128) if d <= 64 else (128, 128) if d <= 128 else (128, 80) if d <= 192 else (128, 64)
         return KernelMapping(style="fused", block_m=bm, block_n=bn, warps=12, stages=2, instr="wgmma",
                              softmax_overlap=True, launch_order=order, name="flash3")
-    # flash_decode: pack the G query heads of a KV head into one CTA's rows; split the keys.
-    instr = "wgmma" if has_wgmma else "mma_sync"
-    qpc = w.group
-    rows = w.seq_q * qpc
-    bm = 64 if instr == "wgmma" else max(16, min(64, 16 * math.ceil(rows / 16)))
-    bn = 128 if d <= 128 else 64
-    ctas = w.batch * w.kv_heads * math.ceil(rows / bm)
-    split = flash_splits_heuristic(ctas, arch.gpu.sm_count, math.ceil(w.seq_kv / bn))
-    return KernelMapping(style="split_kv", block_m=bm, block_n=bn, warps=4, stages=2, split_kv=split,
-                         q_heads_per_cta=qpc, instr=instr, name="flash_decode")
+    # flash_decode: flash-attn 2 with one query token and GQA swaps the G query heads of a KV head
+    # into the query rows (seqlenq_ngroups_swapped), then takes its split-KV path.
+    rows = w.seq_q * w.group if w.seq_q == 1 else w.seq_q
+    return _flash2_split_mapping(arch, w, rows, "flash_decode")
 
 
 MAPPING_FIELDS = [

@@ -77,4 +77,6 @@ def lower_gpu(arch: Arch, w: Workload, m: KernelMapping, check: bool = True) -> 
     # who reads each K/V tile out of shared memory: every warp (mma.sync) or every warpgroup (wgmma)
     row[K.SMEM_READERS] = m.warps / 4 if m.instr == "wgmma" else m.warps
     arch_columns(arch, row, m.instr, w.dtype)
+    if w.kv_page and arch.efficiency.paged_kv_bandwidth is not None:
+        row[K.HBM_EFF] = arch.efficiency.paged_kv_bandwidth
     return row

@@ -67,6 +67,7 @@ class Workload:
     dtype: str = "bf16"
     mask: Mask = field(default_factory=Mask)
     name: str = ""
+    kv_page: int = 0  # tokens per page of a paged KV cache (vLLM-style); 0 = contiguous K/V
 
     @property
     def group(self) -> int:
@@ -132,6 +133,8 @@ def check_workload(w: Workload, file: str | None = None) -> None:
         bad("mask.kind", f"expected one of {list(MASK_KINDS)}, got {m.kind!r}", did_you_mean(str(m.kind), MASK_KINDS))
     if m.kind == "window" and (not isinstance(m.window, int) or m.window < 1):
         bad("mask.window", f"expected a positive integer number of keys, got {m.window!r}")
+    if not isinstance(w.kv_page, int) or w.kv_page < 0:
+        bad("kv_page", f"expected a non-negative integer (tokens per page), got {w.kv_page!r}")
     if m.sink < 0:
         bad("mask.sink", f"expected a non-negative integer, got {m.sink!r}")
     if m.kind == "block_sparse" and not (0 < m.density <= 1):
@@ -151,7 +154,7 @@ def attention(family: str = "softmax", *, batch: int = 1, heads: int = 32, kv_he
               head_dim: int = 128, value_dim: int | None = None, dtype: str = "bf16",
               causal: bool = False, window: int | None = None, sink: int = 0,
               density: float | None = None, grid: tuple[int, ...] | None = None,
-              win: tuple[int, ...] | None = None, name: str = "") -> Workload:
+              win: tuple[int, ...] | None = None, name: str = "", kv_page: int = 0) -> Workload:
     """Build a workload. ``seq`` sets both lengths; ``seq_q=1`` is a decode step.
 
     The mask follows from the flags: ``window`` -> sliding window (causal), ``density`` ->
@@ -172,7 +175,7 @@ def attention(family: str = "softmax", *, batch: int = 1, heads: int = 32, kv_he
         mask = Mask("causal" if causal else "full")
     w = Workload(family=family, batch=batch, heads=heads, kv_heads=kv_heads or heads, seq_q=seq_q,
                  seq_kv=seq_kv, head_dim=head_dim, value_dim=value_dim or head_dim, dtype=dtype,
-                 mask=mask, name=name)
+                 mask=mask, name=name, kv_page=kv_page)
     check_workload(w)
     return w
 
@@ -189,6 +192,7 @@ WORKLOAD_FIELDS = [
     Field("value_dim", "int", min=1, required=False),
     Field("dtype", "enum", choices=DTYPES, required=False, default="bf16"),
     Field("description", "str", required=False, default=""),
+    Field("kv_page", "int", min=0, required=False, default=0, help="tokens per KV-cache page; 0 = contiguous"),
 ]
 MASK_FIELDS = [
     Field("kind", "enum", choices=MASK_KINDS),
@@ -230,6 +234,6 @@ def load_workload(name_or_path: str | Path) -> Workload:
     w = Workload(family=top["family"], batch=top["batch"], heads=top["heads"],
                  kv_heads=top["kv_heads"] or top["heads"], seq_q=top["seq_q"], seq_kv=top["seq_kv"],
                  head_dim=top["head_dim"], value_dim=top["value_dim"] or top["head_dim"],
-                 dtype=top["dtype"], mask=mask, name=top["name"] or p.stem)
+                 dtype=top["dtype"], mask=mask, name=top["name"] or p.stem, kv_page=top["kv_page"])
     check_workload(w, file=str(p))
     return w
