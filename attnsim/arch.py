@@ -21,6 +21,9 @@ ARCH_DIR = Path(__file__).resolve().parent.parent / "arch_specs"
 
 DTYPE_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}
 INSTR_CLASSES = ("mma_sync", "wgmma", "array")
+# Kernel families a spec may give its own efficiency factors (the `algorithm` names).
+KERNEL_NAMES = ("unfused", "flash2", "flash3", "flash_decode", "flash2_kvcache")
+KERNEL_FACTORS = ("mma", "hbm", "launch_overhead", "combine_overhead", "skip_masked_tiles")
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,12 @@ class Efficiency:
     l2_bandwidth: float  # sustained fraction of L2 (or global buffer) bandwidth
     launch_overhead_s: float  # fixed cost per kernel launch
     paged_kv_bandwidth: float | None = None  # sustained HBM fraction when K/V come from a paged cache
+    # per kernel family: {'flash_decode': {'hbm': 0.8, 'launch_overhead': 1.2e-5}}; overrides the above;
+    # 'skip_masked_tiles': False says the kernel computes every key tile, masked or not
+    kernels: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+    def for_kernel(self, kernel: str, factor: str, default: float) -> float:
+        return self.kernels.get(kernel, {}).get(factor, default)
 
 
 @dataclass(frozen=True)
@@ -283,8 +292,9 @@ def arch_from_data(data, lines, file: str | None) -> Arch:
                                 write_energy_pj_per_byte=(lv["write_energy_per_byte"]
                                                           if lv["write_energy_per_byte"] is not None
                                                           else lv["read_energy_per_byte"]) * 1e12))
-    eff = r.section(("efficiency",), EFFICIENCY_FIELDS, extra_ok=("mma",))
+    eff = r.section(("efficiency",), EFFICIENCY_FIELDS, extra_ok=("mma", "kernels"))
     mma_eff = _read_mma_efficiency(r, data, matrix)
+    kernel_eff = _read_kernel_efficiency(r, data)
     en = r.section(("energy",), ENERGY_FIELDS)
     r.raise_if_problems()
     instances = gpu.sm_count if gpu is not None else 1
@@ -296,7 +306,8 @@ def arch_from_data(data, lines, file: str | None) -> Arch:
                         instances=instances),
         efficiency=Efficiency(mma=MappingProxyType(mma_eff), hbm_bandwidth=eff["hbm_bandwidth"],
                               l2_bandwidth=eff["l2_bandwidth"], launch_overhead_s=eff["launch_overhead"],
-                              paged_kv_bandwidth=eff["paged_kv_bandwidth"]),
+                              paged_kv_bandwidth=eff["paged_kv_bandwidth"],
+                              kernels=MappingProxyType(kernel_eff)),
         energy=Energy(matrix_pj_per_flop=en["matrix_per_flop"] * 1e12, exp_pj_per_op=en["exp_per_op"] * 1e12,
                       vector_pj_per_op=en["vector_per_op"] * 1e12, static_power_w=en["static_power"]),
         gpu=gpu, array=array, sources=MappingProxyType(r.sources()), file=file,
@@ -333,6 +344,36 @@ def _read_matrix(r: Reader, data) -> dict[str, dict[str, float]]:
         if not isinstance(raw[instr], dict):
             r.problem(path + (instr,), "expected {dtype: FLOP per clock}")
         out[instr] = {d: vals[d] for d in dtypes if d in vals and vals[d] is not None}
+    return out
+
+
+def _read_kernel_efficiency(r: Reader, data) -> dict[str, dict[str, float]]:
+    """efficiency.kernels: {kernel family: {mma: fraction, hbm: fraction, launch_overhead: time}}:
+    what one kernel implementation sustains, where it differs from the arch-wide factors."""
+    path = ("efficiency", "kernels")
+    raw = _nested(data, *path)
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        r.problem(path, f"expected {{kernel: {{factor: {{value, source}}}}}} with kernels {list(KERNEL_NAMES)}")
+        return {}
+    fields = [Field("mma", "fraction", required=False, needs_source=True),
+              Field("hbm", "fraction", required=False, needs_source=True),
+              Field("launch_overhead", "time", required=False, needs_source=True),
+              Field("combine_overhead", "time", required=False, needs_source=True,
+                    help="fixed cost of the split-KV combine kernel (default: launch_overhead)"),
+              Field("skip_masked_tiles", "bool", required=False, needs_source=True,
+                    help="false: the kernel computes every key tile, masked or not")]
+    out = {}
+    for name in raw:
+        if name == "source":
+            continue
+        if name not in KERNEL_NAMES:
+            r.problem(path + (name,), f"unknown kernel {name!r}; known: {list(KERNEL_NAMES)}",
+                      did_you_mean(name, KERNEL_NAMES))
+            continue
+        vals = r.section(path + (name,), fields)
+        out[name] = {k: v for k, v in vals.items() if v is not None}
     return out
 
 

@@ -57,7 +57,7 @@ def cmd_list(a) -> int:
     print("workload presets:")
     for name in list_workload_presets():
         print(f"  {name}")
-    print("algorithms: unfused, flash2, flash3, flash_decode")
+    print("algorithms: unfused, flash2, flash3, flash_decode, flash2_kvcache")
     return 0
 
 
@@ -65,6 +65,32 @@ def cmd_report(a) -> int:
     from attnsim.report import build_report
     path = build_report(a.out, quick=a.quick)
     print(f"report written to {path}")
+    return 0
+
+
+def cmd_validate(a) -> int:
+    from attnsim.validate.report import validate
+    summary = validate(a.trace, arch=a.arch, out=None if a.json and not a.out else (a.out or "validation"))
+    if a.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        o = summary["overall"]
+        print(f"{o['n']} configurations: median APE {100 * o['median_ape']:.1f}%, P90 {100 * o['p90_ape']:.1f}%, "
+              f"Spearman {o['spearman']:.3f}, speedup sign right {100 * o['sign_accuracy']:.1f}%")
+        print(f"report written to {a.out or 'validation'}/README.md")
+    return 0
+
+
+def cmd_calibrate(a) -> int:
+    from attnsim.validate.report import calibrate
+    fields = a.fit.split(",") if a.fit else None
+    r = calibrate(a.trace, a.arch, fields=fields, split=a.split, out=a.out)
+    h = r["held_out_after"]["overall"]
+    b = r["held_out_before"]["overall"]
+    print(f"fitted {len(r['fitted'])} fields on {r['n_train']} rows; held-out ({r['n_test']} rows) median APE "
+          f"{100 * b['median_ape']:.1f}% -> {100 * h['median_ape']:.1f}%, P90 {100 * b['p90_ape']:.1f}% -> "
+          f"{100 * h['p90_ape']:.1f}%")
+    print(f"calibrated spec and report in {a.out}/")
     return 0
 
 
@@ -77,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--arch", default="h100_sxm5_80gb", help="preset name or arch YAML (default h100_sxm5_80gb)")
     pr.add_argument("--workload", help="workload YAML (instead of the shape flags)")
     pr.add_argument("--mapping", help="mapping YAML (default: the algorithm's usual kernel)")
-    pr.add_argument("--algorithm", choices=["unfused", "flash2", "flash3", "flash_decode"],
+    pr.add_argument("--algorithm", choices=["unfused", "flash2", "flash3", "flash_decode", "flash2_kvcache"],
                     help="kernel family (default: flash3 on Hopper, flash2 elsewhere, flash_decode for seq_q<=16)")
     pr.add_argument("--batch", type=int, default=1)
     pr.add_argument("--heads", type=int, default=32)
@@ -104,6 +130,22 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default="report")
     rp.add_argument("--quick", action="store_true", help="a reduced grid")
     rp.set_defaults(func=cmd_report)
+    va = sub.add_parser("validate", help="compare predictions with a measured trace (report + plots)")
+    va.add_argument("--trace", required=True, help="trace CSV (project schema, or a Vidur attention CSV)")
+    va.add_argument("--arch", help="arch for every row (default: each row's arch column)")
+    va.add_argument("--out", help="report directory (default validation/)")
+    va.add_argument("--json", action="store_true", help="print the error summary as JSON")
+    va.set_defaults(func=cmd_validate)
+
+    ca = sub.add_parser("calibrate", help="fit named efficiency fields on a training split; report held-out error")
+    ca.add_argument("--trace", required=True)
+    ca.add_argument("--arch", required=True, help="arch preset or YAML whose fields are fitted")
+    ca.add_argument("--fit", help="comma-separated fields, e.g. efficiency.kernels.flash_decode.hbm "
+                                  "(default: per-kernel mma, hbm and launch overhead of flash2 and flash_decode)")
+    ca.add_argument("--split", default="hash:5",
+                    help="held-out rule: hash:K (config hash mod K == 0) or range:COLUMN>VALUE (default hash:5)")
+    ca.add_argument("--out", default="calibration")
+    ca.set_defaults(func=cmd_calibrate)
     return p
 
 

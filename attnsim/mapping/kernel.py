@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from attnsim.arch import Arch
+from attnsim.arch import KERNEL_NAMES, Arch
 from attnsim.errors import MappingError, Problem
 from attnsim.spec.schema import Field, Reader, did_you_mean
 from attnsim.spec.yamlio import load_yaml
@@ -28,7 +28,7 @@ from attnsim.workload.spec import Workload
 MAPPING_DIR = Path(__file__).resolve().parents[2] / "mappings"
 STYLES = ("fused", "split_kv", "unfused")
 LAUNCH_ORDERS = ("m_fastest", "longest_first", "head_fastest")
-ALGORITHMS = ("unfused", "flash2", "flash3", "flash_decode")
+ALGORITHMS = KERNEL_NAMES
 # Head dims a FlashAttention-style kernel is compiled for; others are padded up to the next.
 SUPPORTED_HEAD_DIMS = (32, 64, 96, 128, 160, 192, 224, 256)
 
@@ -148,14 +148,18 @@ def flash_splits_heuristic(ctas_without_split: int, slots: int, n_key_tiles: int
     if ctas_without_split >= 0.8 * slots:
         return 1
     max_splits = min(max_splits, slots, n_key_tiles)
-    effs = []
+
+    def eligible(s: int) -> bool:  # a split that leaves the tiles per split unchanged is no new split
+        return s == 1 or math.ceil(n_key_tiles / s) != math.ceil(n_key_tiles / (s - 1))
+
+    effs = {}
     for s in range(1, max_splits + 1):
-        waves = ctas_without_split * s / slots
-        effs.append(waves / math.ceil(waves))
-    best = max(effs)
-    for s, e in enumerate(effs, start=1):
-        eligible = s == 1 or math.ceil(n_key_tiles / s) != math.ceil(n_key_tiles / (s - 1))
-        if eligible and e >= 0.85 * best:
+        if eligible(s):
+            waves = ctas_without_split * s / slots
+            effs[s] = waves / math.ceil(waves)
+    best = max(effs.values())
+    for s, e in effs.items():
+        if e >= 0.85 * best:
             return s
     return 1
 
@@ -168,7 +172,7 @@ def _flash2_split_mapping(arch: Arch, w: Workload, rows: int, name: str) -> Kern
     qpc = w.group if rows == w.seq_q * w.group else 1
     ctas = w.batch * (w.heads // qpc) * math.ceil(rows / 64)
     split = flash_splits_heuristic(ctas, 2 * arch.gpu.sm_count, math.ceil(w.seq_kv / bn))
-    if split == 1 and name != "flash_decode":
+    if split == 1 and name == "flash2":
         return None
     return KernelMapping(style="split_kv", block_m=64, block_n=bn, warps=4, stages=2, split_kv=split,
                          q_heads_per_cta=qpc, instr="mma_sync", name=name)
@@ -201,6 +205,9 @@ def default_mapping(algorithm: str, arch: Arch, w: Workload) -> KernelMapping:
         bm, bn = (192, 128) if d <= 64 else (128, 128) if d <= 128 else (128, 80) if d <= 192 else (128, 64)
         return KernelMapping(style="fused", block_m=bm, block_n=bn, warps=12, stages=2, instr="wgmma",
                              softmax_overlap=True, launch_order=order, name="flash3")
+    if algorithm == "flash2_kvcache":
+        # flash_attn_with_kvcache always takes the split-KV kernel, whatever the query count
+        return _flash2_split_mapping(arch, w, w.seq_q, "flash2_kvcache")
     # flash_decode: flash-attn 2 with one query token and GQA swaps the G query heads of a KV head
     # into the query rows (seqlenq_ngroups_swapped), then takes its split-KV path.
     rows = w.seq_q * w.group if w.seq_q == 1 else w.seq_q

@@ -32,7 +32,7 @@ from attnsim.numba_config import JIT_OPTS
  SMS, CLOCK, MMA_PER_CYCLE, MMA_EFF, EXP_PER_CYCLE, VEC_PER_CYCLE,
  MAX_CTAS, MAX_WARPS, MAX_THREADS, REGS_PER_SM, SMEM_SM,
  HBM_BW, HBM_EFF, L2_BW, L2_EFF, L2_CAP, SMEM_BYTES_PER_CYCLE, LAUNCH_S,
- E_HBM, E_L2, E_SMEM, E_MMA, E_EXP, E_VEC, P_STATIC, N_IN) = range(58)
+ E_HBM, E_L2, E_SMEM, E_MMA, E_EXP, E_VEC, P_STATIC, COMBINE_S, N_IN) = range(59)
 
 # ---- output columns ----
 (O_STATUS, O_LATENCY, O_T_COMPUTE, O_T_HBM, O_T_L2, O_T_LAUNCH, O_T_COMBINE, O_BOUND,
@@ -299,7 +299,7 @@ def eval_fused(p, out):
     if split > 1:  # combine kernel: read partials (+lse), write O
         comb_bytes = partial_bytes + o_bytes
         bw = p[L2_BW] * p[L2_EFF] if partial_bytes <= p[L2_CAP] else p[HBM_BW] * p[HBM_EFF]
-        t_combine = comb_bytes / bw + p[LAUNCH_S]
+        t_combine = comb_bytes / bw + p[COMBINE_S]
         l2_bytes += comb_bytes
         hbm_bytes += o_bytes
         n_kernels = 2.0

@@ -77,6 +77,30 @@ def lower_gpu(arch: Arch, w: Workload, m: KernelMapping, check: bool = True) -> 
     # who reads each K/V tile out of shared memory: every warp (mma.sync) or every warpgroup (wgmma)
     row[K.SMEM_READERS] = m.warps / 4 if m.instr == "wgmma" else m.warps
     arch_columns(arch, row, m.instr, w.dtype)
-    if w.kv_page and arch.efficiency.paged_kv_bandwidth is not None:
-        row[K.HBM_EFF] = arch.efficiency.paged_kv_bandwidth
+    eff = arch.efficiency
+    if w.kv_page and eff.paged_kv_bandwidth is not None:
+        row[K.HBM_EFF] = eff.paged_kv_bandwidth
+    # a kernel family's own factors, where the spec gives them
+    row[K.MMA_EFF] = eff.for_kernel(m.name, "mma", row[K.MMA_EFF])
+    row[K.HBM_EFF] = eff.for_kernel(m.name, "hbm", row[K.HBM_EFF])
+    row[K.LAUNCH_S] = eff.for_kernel(m.name, "launch_overhead", row[K.LAUNCH_S])
+    row[K.COMBINE_S] = eff.for_kernel(m.name, "combine_overhead", row[K.LAUNCH_S])  # split-KV combine kernel
+    if not eff.for_kernel(m.name, "skip_masked_tiles", True) and mk.kind != "full" and m.style != "unfused":
+        _every_tile(row, m)
     return row
+
+
+def _every_tile(row: np.ndarray, m: KernelMapping) -> None:
+    """A kernel that does not skip masked tiles visits every key tile of every row; the mask's
+    own full-tile and allowed-pair counts still say how much masking and useful work there is."""
+    bp = max(1, m.block_m // m.q_heads_per_cta)
+    m_len, n_len, bc = int(row[K.M]), int(row[K.N]), m.block_n
+    if int(row[K.MASK]) == K.MK_EXPLICIT:
+        full, allowed = row[K.X_FULL], row[K.X_ALLOWED]
+    else:
+        _, _, _, full, _, allowed = K.mask_tile_stats(int(row[K.MASK]), m_len, n_len, bp, bc, int(row[K.WINDOW]),
+                                                      int(row[K.SINK]), row[K.DENSITY], row[K.CAUSAL] > 0)
+    rows, ncol = -(-m_len // bp), -(-n_len // bc)
+    row[K.MASK] = K.MK_EXPLICIT
+    row[K.X_SUM], row[K.X_MAX], row[K.X_MIN], row[K.X_ROWS] = rows * ncol, ncol, ncol, rows
+    row[K.X_FULL], row[K.X_ALLOWED] = full, allowed
