@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default="report")
     rp.add_argument("--quick", action="store_true", help="a reduced grid")
     rp.set_defaults(func=cmd_report)
+    from attnsim.sim.cli_simulate import add_parser as add_simulate
+    add_simulate(sub)
+
     va = sub.add_parser("validate", help="compare predictions with a measured trace (report + plots)")
     va.add_argument("--trace", required=True, help="trace CSV (project schema, or a Vidur attention CSV)")
     va.add_argument("--arch", help="arch for every row (default: each row's arch column)")

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from attnsim.errors import MappingError, Problem
@@ -32,7 +33,8 @@ def default_block_m(arch, w) -> int:
     (an fp32 O accumulator plus max and sum per row) fits in half the global buffer."""
     glb = arch.levels[1]
     state_per_row = (w.value_dim + 2) * 4
-    return max(1, min(w.seq_q, int(glb.capacity_bytes // 2 // state_per_row)))
+    most = max(1, min(w.seq_q, int(glb.capacity_bytes // 2 // state_per_row)))
+    return math.ceil(w.seq_q / math.ceil(w.seq_q / most))  # equal blocks, no ragged last one
 
 
 def resolve_spatial_mapping(mapping, arch, w) -> SpatialMapping:

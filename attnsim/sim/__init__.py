@@ -1,0 +1,1 @@
+"""Cycle-level simulators. Import the modules directly (attnsim.sim.spatial, ...)."""
