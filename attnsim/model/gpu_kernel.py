@@ -274,7 +274,10 @@ def eval_fused(p, out):
     partial_bytes = 0.0
     if split > 1:
         partial_bytes = b * h * m_len * split * (f + 1) * 4.0  # fp32 partial O and log-sum-exp
-    l2_bytes = q_bytes + kv_visit_bytes + o_bytes + partial_bytes
+    # every split of a query tile reads its Q tile; with a split, the main kernel writes fp32
+    # partials and only the combine kernel writes O
+    o_main = o_bytes if split == 1 else 0.0
+    l2_bytes = q_bytes * split + kv_visit_bytes + o_main + partial_bytes
     # K/V re-reads: CTAs of one head that run in the same wave read the same tiles at nearly the
     # same time and hit in L2. A head whose CTAs span several waves re-reads its K/V once per
     # later wave; those reads hit only if the K/V of the heads live at once fit in L2.
@@ -287,7 +290,7 @@ def eval_fused(p, out):
     kv_first = min(kv_visit_bytes, kv_compulsory)
     later_waves = max(0.0, ctas_per_head / slots - 1.0)
     refetch = min(kv_visit_bytes - kv_first, kv_first * later_waves)
-    hbm_bytes = q_bytes + kv_first + refetch * miss + o_bytes
+    hbm_bytes = q_bytes + kv_first + refetch * miss + o_main  # repeated Q reads of the splits hit L2
     if split > 1 and partial_bytes > p[L2_CAP]:
         hbm_bytes += partial_bytes
     t_hbm = hbm_bytes / (p[HBM_BW] * p[HBM_EFF])

@@ -39,9 +39,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--format", choices=["table", "json"], default="table")
     g.set_defaults(func=cmd_simulate_gemm)
 
-    at = sub.add_parser("attention", help="attention on a spatial arch: unfused, row_fused (FLAT) or fused (FuseMax)")
-    at.add_argument("--arch", default="fusemax_like", help="spatial arch preset or YAML (default fusemax_like)")
-    at.add_argument("--mapping", choices=STYLES, help="schedule style (default: the arch's usual one)")
+    at = sub.add_parser("attention", help="attention, cycle by cycle: on a GPU (CTAs on SMs, shared L2/HBM, "
+                                          "--timeline) or a spatial arch (unfused, row_fused, fused)")
+    at.add_argument("--arch", default="fusemax_like", help="arch preset or YAML (default fusemax_like)")
+    at.add_argument("--mapping", choices=STYLES, help="spatial schedule style (default: the arch's usual one)")
+    at.add_argument("--algorithm", choices=["flash2", "flash3", "flash_decode", "flash2_kvcache"],
+                    help="GPU kernel (default: as attnsim predict chooses)")
+    at.add_argument("--timeline", help="GPU: write a per-SM timeline plot (PNG) to this path")
+    at.add_argument("--explain", action="store_true", help="print the full breakdown")
     at.add_argument("--block-m", type=int, help="query rows per tile (default: the style's default)")
     at.add_argument("--block-n", type=int, help="keys per tile (default: the array width)")
     at.add_argument("--batch", type=int, default=1)
@@ -103,9 +108,13 @@ def cmd_simulate_attention(a) -> int:
                   seq_kv=a.seq_kv, head_dim=a.head_dim, causal=a.causal, window=a.window, sink=a.sink,
                   dtype=a.dtype)
     arch = load_arch(a.arch)
-    if arch.kind != "spatial":
-        raise AttnsimError(f"arch {arch.name!r} is a {arch.kind} arch; `simulate attention` needs a spatial arch "
-                           "such as fusemax_like or tpu_like_128x128")
+    if arch.kind == "gpu":
+        if a.mapping:
+            raise AttnsimError(f"--mapping {a.mapping} is a spatial schedule; on GPU arch {arch.name!r} use --algorithm")
+        from attnsim.sim.gpu import cmd_simulate_gpu
+        return cmd_simulate_gpu(a)
+    if a.algorithm or a.timeline:
+        raise AttnsimError(f"--algorithm and --timeline are for GPU archs; {arch.name!r} is spatial (use --mapping)")
     m = resolve_spatial_mapping(a.mapping, arch, w)
     if a.block_m is not None or a.block_n is not None:
         m = SpatialMapping(style=m.style, block_m=a.block_m or m.block_m, block_n=a.block_n or m.block_n)
