@@ -63,5 +63,13 @@ def test_attention_table_and_json(capsys):
 def test_attention_errors(capsys):
     with pytest.raises(AttnsimError, match="--seq"):
         run(["simulate", "attention", "--heads", "2"], capsys)
-    with pytest.raises(AttnsimError, match="spatial arch"):
-        run(["simulate", "attention", "--arch", "h100_sxm5_80gb", "--seq", "1024"], capsys)
+    with pytest.raises(AttnsimError, match="spatial schedule"):
+        run(["simulate", "attention", "--arch", "h100_sxm5_80gb", "--seq", "1024", "--mapping", "fused"], capsys)
+    with pytest.raises(AttnsimError, match="for GPU archs"):
+        run(["simulate", "attention", "--arch", "fusemax_like", "--seq", "1024", "--algorithm", "flash3"], capsys)
+
+
+def test_attention_on_a_gpu_arch_runs_the_gpu_simulator(capsys, tmp_path):
+    rc, out = run(["simulate", "attention", "--arch", "h100_sxm5_80gb", "--seq", "1024", "--heads", "4",
+               "--timeline", str(tmp_path / "t.png")], capsys)
+    assert rc == 0 and "cycle / analytical" in out and (tmp_path / "t.png").stat().st_size > 5000
