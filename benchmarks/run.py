@@ -23,6 +23,7 @@ A benchmark reports; it does not fail: the exit code is 0 even when a target is 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import datetime as _dt
 import json
 import math
@@ -58,7 +59,25 @@ FIGURES = {
     "numba_compile_s": dict(
         title="first `evaluate_points` call, empty numba cache",
         unit="s", target=None, higher=False),
+    "gpu_sim_fa_fwd_h100_b16_h16_n8k_s": dict(
+        title="cycle-level GPU simulator: FA forward, H100, B16 H16 N8k D128 (1M tile events, 1 core)",
+        unit="s", target=1.0, higher=False),
+    "systolic_speedup_vs_scalesim_x": dict(
+        title="systolic simulator vs SCALE-Sim 3.0.0, same GEMMs, identical cycles (geometric mean)",
+        unit="x", target=1000.0, higher=True),
+    "mapper_gpu_llama3_70b_prefill_8k_h100_s": dict(
+        title="GPU mapper: best mapping, Llama-3-70B prefill 8k attention on H100",
+        unit="s", target=1.0, higher=False),
+    "mapper_spatial_fusemax_llama3_8b_prefill_8k_s": dict(
+        title="spatial mapper: best fused mapping on fusemax_like, Llama-3-8B prefill 8k",
+        unit="s", target=10.0, higher=False),
+    "sweep_1m_points_s": dict(
+        title="sweep of 1,000,000 points, 2 cores",
+        unit="s", target=120.0, higher=False),
 }
+# Benchmark modules beside this file, each with run(quick) -> {figure: value}; each runs in its own
+# process (they need both cores or their own numba state, unlike the pinned evaluation benchmark).
+MODULES = ("bench_sim_gpu", "bench_systolic", "bench_mapper", "bench_sweep")
 META_KEYS = ("machine", "date", "python", "numba", "numpy", "runs")
 
 
@@ -312,7 +331,7 @@ def fmt(v: float) -> str:
 def unit_of(key: str) -> str:
     if key in FIGURES:
         return FIGURES[key]["unit"]
-    for suffix, unit in (("_per_s", "1/s"), ("_s", "s"), ("_bytes", "B"), ("_pct", "%")):
+    for suffix, unit in (("_per_s", "1/s"), ("_s_per_gemm", "s"), ("_x", "x"), ("_s", "s"), ("_bytes", "B"), ("_pct", "%")):
         if key.endswith(suffix):
             return unit
     return ""
@@ -410,6 +429,29 @@ def write_docs(path: Path, data: dict) -> None:
 
 # ---------------------------------------------------------------- main
 
+def run_module(name: str, quick: bool) -> dict:
+    """Run benchmarks/<name>.py's run(quick) in a fresh process; {} (with a note) when it is absent or fails."""
+    here = Path(__file__).resolve().parent
+    if not (here / f"{name}.py").exists():
+        print(f"{name}: not present, skipped")
+        return {}
+    code = (f"import json, sys; sys.path.insert(0, {str(here)!r}); import {name}; "
+            f"print('BENCH-JSON ' + json.dumps({name}.run(quick={quick!r})))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("BENCH-JSON ")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        print(f"{name}: FAILED ({' | '.join(tail)})")
+        return {}
+    figures = {k: float(v) for k, v in json.loads(lines[-1][len("BENCH-JSON "):]).items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for k, v in figures.items():
+        verdict = met(k, v)
+        print(f"{k}: {fmt(v)} {unit_of(k)}" + ("" if verdict is None else
+                                                 f" (target {target_text(k)}: {'met' if verdict else 'TARGET MISSED'})"))
+    return figures
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer points and calls; writes nothing unless --write")
@@ -420,6 +462,8 @@ def main(argv=None) -> int:
     ap.add_argument("--calls", type=int, help="predict calls (default 2000; 200 with --quick)")
     ap.add_argument("--repeats", type=int, help="timed runs, best taken (default 5; 2 with --quick)")
     ap.add_argument("--profile", action="store_true", help="also time each kind of design point")
+    ap.add_argument("--no-modules", action="store_true",
+                    help="skip the other benchmark modules (" + ", ".join(MODULES) + ")")
     args = ap.parse_args(argv)
     n = args.points or (20_000 if args.quick else 200_000)
     calls = args.calls or (200 if args.quick else 2_000)
@@ -439,6 +483,11 @@ def main(argv=None) -> int:
         shutil.rmtree(cache_dir, ignore_errors=True)
 
     figures = {**fig1, **fig2}
+    module_runs = {}
+    for name in () if args.no_modules else MODULES:
+        got = run_module(name, args.quick)
+        figures.update(got)
+        module_runs.update({k: {"module": f"benchmarks/{name}.py"} for k in got})
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     machine = machine_info(pinned)
     meta = {"machine": machine, "date": now, "python": platform.python_version(), "numba": numba.__version__,
@@ -448,7 +497,8 @@ def main(argv=None) -> int:
             "analytical_gpu_prefill_points_per_s": {**run_info, "n_points": info1["n_prefill"], "repeats": repeats},
             "numba_compile_s": {**run_info, "n_points": 256},
             "analytical_gpu_points_per_s_with_lowering": {**run_info, **info2},
-            "lower_gpu_rows_per_s": {**run_info, **info2}}
+            "lower_gpu_rows_per_s": {**run_info, **info2},
+            **{k: {**run_info, **v} for k, v in module_runs.items()}}
 
     pts = figures["analytical_gpu_points_per_s"]
     print(f"analytical_gpu_points_per_s: {pts:,.0f} points/s ({n:,} H100 points, {info1['n_distinct_lowered']} "

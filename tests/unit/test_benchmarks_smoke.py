@@ -12,7 +12,7 @@ FIGURES = ("analytical_gpu_points_per_s", "analytical_gpu_prefill_points_per_s",
 
 
 def run_bench(*args, timeout=120):
-    return subprocess.run([sys.executable, str(RUN), "--quick", "--points", "4000", "--calls", "50", *args],
+    return subprocess.run([sys.executable, str(RUN), "--quick", "--no-modules", "--points", "4000", "--calls", "50", *args],
                           capture_output=True, text=True, timeout=timeout)
 
 
