@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=cmd_report)
     from attnsim.sim.cli_simulate import add_parser as add_simulate
     add_simulate(sub)
+    from attnsim.cli_map import add_parsers as add_map
+    add_map(sub)
 
     va = sub.add_parser("validate", help="compare predictions with a measured trace (report + plots)")
     va.add_argument("--trace", required=True, help="trace CSV (project schema, or a Vidur attention CSV)")

@@ -43,11 +43,11 @@ def run(quick: bool = False) -> dict:
     import attnsim
     from attnsim.mapping.search import search_gpu
     from attnsim.mapping.spatial_search import search_spatial
-    from attnsim.model.lower_bounds import _block_stats, _profile, ski_slope
+    from attnsim.model.lower_bounds import _block_stats_many, _profile, ski_slope
 
     def cold(fn):  # the mask statistics are cached per workload: time a search that starts without them
         def call():
-            _block_stats.cache_clear()
+            _block_stats_many.cache_clear()
             _profile.cache_clear()
             return fn()
         return call

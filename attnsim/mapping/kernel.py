@@ -174,8 +174,11 @@ def _flash2_split_mapping(arch: Arch, w: Workload, rows: int, name: str) -> Kern
     split = flash_splits_heuristic(ctas, 2 * arch.gpu.sm_count, math.ceil(w.seq_kv / bn))
     if split == 1 and name == "flash2":
         return None
-    return KernelMapping(style="split_kv", block_m=64, block_n=bn, warps=4, stages=2, split_kv=split,
-                         q_heads_per_cta=qpc, instr="mma_sync", name=name)
+    m = KernelMapping(style="split_kv", block_m=64, block_n=bn, warps=4, stages=2, split_kv=split,
+                      q_heads_per_cta=qpc, instr="mma_sync", name=name)
+    if smem_bytes_per_cta(m, w) > arch.gpu.smem_per_cta_bytes:  # e.g. L40S (99 KiB): single-buffer K/V
+        m = m.with_changes(stages=1)
+    return m
 
 
 def default_mapping(algorithm: str, arch: Arch, w: Workload) -> KernelMapping:
