@@ -437,7 +437,12 @@ def run_module(name: str, quick: bool) -> dict:
         return {}
     code = (f"import json, sys; sys.path.insert(0, {str(here)!r}); import {name}; "
             f"print('BENCH-JSON ' + json.dumps({name}.run(quick={quick!r})))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    # the evaluation benchmark pinned this process to one core and one thread: give modules the machine
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NUMBA_NUM_THREADS", "NUMBA_CACHE_DIR", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                        "MKL_NUM_THREADS")}
+    unpin = (lambda: os.sched_setaffinity(0, range(os.cpu_count()))) if hasattr(os, "sched_setaffinity") else None
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, preexec_fn=unpin)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("BENCH-JSON ")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
