@@ -36,6 +36,7 @@ class Level:
     instances: int
     read_energy_pj_per_byte: float
     write_energy_pj_per_byte: float
+    associativity: int | None = None  # ways per set, where the spec gives it (the cycle simulator's L2)
 
     @property
     def total_capacity_bytes(self) -> float:
@@ -206,6 +207,7 @@ LEVEL_FIELDS = [
     Field("instances", "int", min=1, required=False, default=1),
     Field("read_energy_per_byte", "energy"),
     Field("write_energy_per_byte", "energy", required=False),
+    Field("associativity", "int", min=1, required=False, help="ways per set (caches)"),
 ]
 EFFICIENCY_FIELDS = [
     Field("hbm_bandwidth", "fraction", needs_source=True,
@@ -291,7 +293,8 @@ def arch_from_data(data, lines, file: str | None) -> Arch:
                                 read_energy_pj_per_byte=lv["read_energy_per_byte"] * 1e12,
                                 write_energy_pj_per_byte=(lv["write_energy_per_byte"]
                                                           if lv["write_energy_per_byte"] is not None
-                                                          else lv["read_energy_per_byte"]) * 1e12))
+                                                          else lv["read_energy_per_byte"]) * 1e12,
+                                associativity=lv["associativity"]))
     eff = r.section(("efficiency",), EFFICIENCY_FIELDS, extra_ok=("mma", "kernels"))
     mma_eff = _read_mma_efficiency(r, data, matrix)
     kernel_eff = _read_kernel_efficiency(r, data)

@@ -20,7 +20,7 @@ import numpy as np
 
 from attnsim import __version__
 from attnsim.arch import Arch
-from attnsim.errors import AttnsimError, MappingError, Problem
+from attnsim.errors import AttnsimError, MappingError, Problem, SpecError
 from attnsim.mapping.kernel import KernelMapping
 from attnsim.model import gpu_kernel as K
 from attnsim.model.analytical import resolve
@@ -29,10 +29,6 @@ from attnsim.model.result import Result
 from attnsim.sim import gpu_kernels as G
 from attnsim.workload.spec import Workload
 
-# L2 set associativity. A model choice, NOT a tuning factor: it only sets how many line-groups
-# compete for a set (sets = L2 bytes / (ways x K-tile bytes)); no arch YAML gives the L2's
-# associativity yet (an `associativity` field on the L2 level would be read here instead).
-L2_WAYS = 16
 LAUNCH_ORDERS = ("m_fastest", "longest_first", "head_fastest")
 PIPES = ("tensor", "softmax", "smem")  # per-SM servers, in gpu_kernels' PIPE_* order
 N_SERVER_PIPES = G.N_PIPES
@@ -198,7 +194,11 @@ def prepare(arch, workload, mapping=None, *, load_latency_cycles: int = 0) -> Si
     arrays = _grid(w, m, bp, ptr)
     arrays.update(tile_j=tiles.astype(np.int64), tile_partial=partial.astype(np.int64))
     prm = _params(row, w, m, k)
-    _l2_geometry(prm, row, w, m, arrays)
+    ways = arch.level("L2").associativity
+    if ways is None:
+        raise SpecError(Problem(f"the cycle simulator needs the L2's ways per set: add `associativity` to the "
+                                f"L2 level of {arch.file or arch.name}", key="levels.L2.associativity"))
+    _l2_geometry(prm, row, w, m, arrays, ways)
     prm[G.P_LOAD_LATENCY] = int(load_latency_cycles)
     return SimInputs(arch=arch, workload=w, mapping=m, row=row, prm=prm, arrays=arrays, ctas_per_sm=k,
                      allowed=allowed)
@@ -261,18 +261,18 @@ def _params(row: np.ndarray, w: Workload, m: KernelMapping, k: int) -> np.ndarra
     return prm
 
 
-def _l2_geometry(prm: np.ndarray, row: np.ndarray, w: Workload, m: KernelMapping, arrays: dict) -> None:
-    """Sets of L2_WAYS K-tile line-groups; each set holds line-groups up to its byte share and
-    at most as many as its smallest possible line-group allows."""
+def _l2_geometry(prm: np.ndarray, row: np.ndarray, w: Workload, m: KernelMapping, arrays: dict, ways: int) -> None:
+    """Sets of `ways` K-tile line-groups (the arch's levels.L2.associativity); each set holds
+    line-groups up to its byte share and at most as many as its smallest possible line-group allows."""
     l2_bytes = int(row[K.L2_CAP])
-    n_sets = max(1, l2_bytes // (L2_WAYS * m.block_n * w.head_dim * w.dtype_bytes))
+    n_sets = max(1, l2_bytes // (ways * m.block_n * w.head_dim * w.dtype_bytes))
     set_bytes = l2_bytes // n_sets
     last_keys = w.seq_kv - (-(-w.seq_kv // m.block_n) - 1) * m.block_n
     smallest = [int(arrays["cta_qbytes"].min()), last_keys * min(w.head_dim, w.value_dim) * w.dtype_bytes]
     if m.split_kv > 1:
         smallest.append(int(arrays["cta_obytes"].min()))
     prm[G.P_N_SETS], prm[G.P_SET_BYTES] = n_sets, set_bytes
-    prm[G.P_SET_SLOTS] = max(L2_WAYS, set_bytes // max(1, min(smallest)))
+    prm[G.P_SET_SLOTS] = max(ways, set_bytes // max(1, min(smallest)))
 
 
 # ----------------------------------------------------------------------------- running
@@ -384,7 +384,7 @@ def finish(inputs: SimInputs, raw: dict, timeline: bool = False) -> SimResult:
                 "L2 Q hits": float(st[G.S_Q_HITS]), "L2 Q misses": float(st[G.S_Q_MISSES]),
                 "cycles": float(st[G.S_T_END]), "events": float(st[G.S_EVENTS])},
         provenance={"attnsim": __version__, "model": "cycle", "arch_hash": arch.spec_hash, "arch_file": arch.file,
-                    "mapping": repr(m), "l2_ways": L2_WAYS, "l2_sets": int(prm[G.P_N_SETS])},
+                    "mapping": repr(m), "l2_ways": int(arch.level("L2").associativity), "l2_sets": int(prm[G.P_N_SETS])},
     )
     stats = {name.lower()[2:]: st[i] for name, i in _STAT_NAMES.items()}
     kv_loads = st[G.S_KV_HITS] + st[G.S_KV_MISSES]
