@@ -5,14 +5,8 @@ import argparse
 import json
 import sys
 
+from attnsim.cli_shapes import add_shape_flags, workload_from_flags
 from attnsim.errors import AttnsimError
-
-
-def _workload_from_flags(a):
-    from attnsim.workload.spec import attention
-    return attention("softmax", batch=a.batch, heads=a.heads, kv_heads=a.kv_heads, seq=a.seq, seq_q=a.seq_q,
-                     seq_kv=a.seq_kv, head_dim=a.head_dim, causal=a.causal, window=a.window, sink=a.sink,
-                     density=a.density, dtype=a.dtype)
 
 
 def cmd_predict(a) -> int:
@@ -31,7 +25,7 @@ def cmd_predict(a) -> int:
         if a.seq is None and (a.seq_q is None or a.seq_kv is None):
             raise AttnsimError("give --workload FILE, or --seq (or --seq-q and --seq-kv) with the shape flags, "
                                "or --cases FILE")
-        workload = _workload_from_flags(a)
+        workload = workload_from_flags(a)
     mapping = a.mapping or a.algorithm
     r = predict(a.arch, workload, mapping)
     if a.format == "json":
@@ -105,18 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--mapping", help="mapping YAML (default: the algorithm's usual kernel)")
     pr.add_argument("--algorithm", choices=["unfused", "flash2", "flash3", "flash_decode", "flash2_kvcache"],
                     help="kernel family (default: flash3 on Hopper, flash2 elsewhere, flash_decode for seq_q<=16)")
-    pr.add_argument("--batch", type=int, default=1)
-    pr.add_argument("--heads", type=int, default=32)
-    pr.add_argument("--kv-heads", type=int, default=None, help="KV heads (GQA/MQA); default = heads")
-    pr.add_argument("--seq", type=int, help="sequence length for both queries and keys")
-    pr.add_argument("--seq-q", type=int, help="query positions (1 for a decode step)")
-    pr.add_argument("--seq-kv", type=int, help="key positions")
-    pr.add_argument("--head-dim", type=int, default=128)
-    pr.add_argument("--causal", action="store_true")
-    pr.add_argument("--window", type=int, help="sliding window in keys (implies causal)")
-    pr.add_argument("--sink", type=int, default=0, help="sink tokens always visible under a window")
-    pr.add_argument("--density", type=float, help="block-sparse density in (0, 1]")
-    pr.add_argument("--dtype", default="bf16", choices=["fp16", "bf16", "fp8", "fp32"])
+    add_shape_flags(pr)
     pr.add_argument("--format", choices=["table", "json"], default="table")
     pr.add_argument("--explain", action="store_true", help="print the full breakdown")
     pr.add_argument("--cases", help="CSV of cases to predict in batch (see README)")
@@ -166,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:  # output piped into `head` and closed: not an error
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except AttnsimError as e:
         print(f"attnsim: error: {e}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ import math
 import re
 from pathlib import Path
 
+from attnsim.cli_shapes import add_shape_flags, workload_from_flags
 from attnsim.errors import AttnsimError, Problem, SpecError
 from attnsim.units import UnitError, fmt_si, format_quantity, parse_size
 
@@ -54,29 +55,11 @@ def parse_capacities(text: str) -> list[float]:
 def _shape_flags(p) -> None:
     p.add_argument("--arch", required=True, help="arch preset name or YAML")
     p.add_argument("--workload", help="workload YAML or preset (instead of the shape flags)")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--heads", type=int, default=32)
-    p.add_argument("--kv-heads", type=int, default=None, help="KV heads (GQA/MQA); default = heads")
-    p.add_argument("--seq", type=int, help="sequence length for both queries and keys")
-    p.add_argument("--seq-q", type=int, help="query positions (1 for a decode step)")
-    p.add_argument("--seq-kv", type=int, help="key positions")
-    p.add_argument("--head-dim", type=int, default=128)
-    p.add_argument("--causal", action="store_true")
-    p.add_argument("--window", type=int, help="sliding window in keys (implies causal)")
-    p.add_argument("--sink", type=int, default=0, help="sink tokens always visible under a window")
-    p.add_argument("--density", type=float, help="block-sparse density in (0, 1]")
-    p.add_argument("--dtype", default="bf16", choices=["fp16", "bf16", "fp8", "fp32"])
+    add_shape_flags(p)
 
 
 def _workload(a):
-    from attnsim.workload.spec import attention, load_workload
-    if a.workload:
-        return load_workload(a.workload)
-    if a.seq is None and (a.seq_q is None or a.seq_kv is None):
-        raise AttnsimError("give --workload FILE, or --seq (or --seq-q and --seq-kv) with the shape flags")
-    return attention("softmax", batch=a.batch, heads=a.heads, kv_heads=a.kv_heads, seq=a.seq, seq_q=a.seq_q,
-                     seq_kv=a.seq_kv, head_dim=a.head_dim, causal=a.causal, window=a.window, sink=a.sink,
-                     density=a.density, dtype=a.dtype)
+    return workload_from_flags(a)
 
 
 def add_parsers(subparsers) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from attnsim.cli_shapes import add_shape_flags, workload_from_flags
 from attnsim.errors import AttnsimError
 
 DATAFLOWS = ("os", "ws", "is")
@@ -49,17 +50,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     at.add_argument("--explain", action="store_true", help="print the full breakdown")
     at.add_argument("--block-m", type=int, help="query rows per tile (default: the style's default)")
     at.add_argument("--block-n", type=int, help="keys per tile (default: the array width)")
-    at.add_argument("--batch", type=int, default=1)
-    at.add_argument("--heads", type=int, default=32)
-    at.add_argument("--kv-heads", type=int, default=None, help="KV heads (GQA/MQA); default = heads")
-    at.add_argument("--seq", type=int, help="sequence length for both queries and keys")
-    at.add_argument("--seq-q", type=int, help="query positions (1 for a decode step)")
-    at.add_argument("--seq-kv", type=int, help="key positions")
-    at.add_argument("--head-dim", type=int, default=128)
-    at.add_argument("--causal", action="store_true")
-    at.add_argument("--window", type=int, help="sliding window in keys (implies causal)")
-    at.add_argument("--sink", type=int, default=0, help="sink tokens always visible under a window")
-    at.add_argument("--dtype", default="bf16", choices=["fp16", "bf16", "fp8", "fp32"])
+    add_shape_flags(at)
     at.add_argument("--format", choices=["table", "json"], default="table")
     at.set_defaults(func=cmd_simulate_attention)
     return sp
@@ -102,11 +93,7 @@ def cmd_simulate_attention(a) -> int:
     from attnsim.mapping.spatial import SpatialMapping, resolve_spatial_mapping
     from attnsim.sim.spatial import simulate_attention
     from attnsim.workload.spec import attention
-    if a.seq is None and (a.seq_q is None or a.seq_kv is None):
-        raise AttnsimError("give --seq, or --seq-q and --seq-kv")
-    w = attention("softmax", batch=a.batch, heads=a.heads, kv_heads=a.kv_heads, seq=a.seq, seq_q=a.seq_q,
-                  seq_kv=a.seq_kv, head_dim=a.head_dim, causal=a.causal, window=a.window, sink=a.sink,
-                  dtype=a.dtype)
+    w = workload_from_flags(a)
     arch = load_arch(a.arch)
     if arch.kind == "gpu":
         if a.mapping:

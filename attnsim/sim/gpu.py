@@ -415,24 +415,12 @@ def _timeline(inputs: SimInputs, raw: dict) -> Timeline:
 
 # ----------------------------------------------------------------------------- CLI
 
-def _workload_from_args(a) -> Workload | str:
-    from attnsim.workload.spec import attention
-    if getattr(a, "workload", None):
-        return a.workload
-    if a.seq is None and (getattr(a, "seq_q", None) is None or getattr(a, "seq_kv", None) is None):
-        raise AttnsimError("give --workload FILE, or --seq (or --seq-q and --seq-kv) with the shape flags")
-    return attention("softmax", batch=a.batch, heads=a.heads, kv_heads=getattr(a, "kv_heads", None), seq=a.seq,
-                     seq_q=getattr(a, "seq_q", None), seq_kv=getattr(a, "seq_kv", None), head_dim=a.head_dim,
-                     causal=getattr(a, "causal", False), window=getattr(a, "window", None),
-                     sink=getattr(a, "sink", 0) or 0, density=getattr(a, "density", None),
-                     dtype=getattr(a, "dtype", "bf16"))
-
-
 def cmd_simulate_gpu(a) -> int:
     """`attnsim simulate attention ...`: the predict shape flags, plus --timeline PATH."""
     from attnsim.model.analytical import predict
     from attnsim.units import fmt_si
-    w = _workload_from_args(a)
+    from attnsim.cli_shapes import workload_from_flags
+    w = workload_from_flags(a)
     mapping = getattr(a, "mapping", None) or getattr(a, "algorithm", None)
     path = getattr(a, "timeline", None)
     sim = simulate(a.arch, w, mapping, timeline=bool(path))
