@@ -65,6 +65,8 @@ def _workload(a):
 def add_parsers(subparsers) -> None:
     mp = subparsers.add_parser("map", help="search the mapping space for the best mappings of one workload")
     _shape_flags(mp)
+    mp.add_argument("--unroll", action="store_true",
+                    help="spatial archs: also search the array's spatial unrolling (os, ws, is dataflows)")
     mp.add_argument("--objective", default="latency", choices=["latency", "energy", "edp"],
                     help="what to minimize (edp = energy x latency)")
     mp.add_argument("--top-k", type=int, default=10)
@@ -86,7 +88,7 @@ def add_parsers(subparsers) -> None:
 def _search(arch, w, a):
     if arch.kind == "spatial":
         from attnsim.mapping.spatial_search import search_spatial
-        return search_spatial(arch, w, objective=a.objective, top_k=a.top_k, seed=a.seed)
+        return search_spatial(arch, w, objective=a.objective, top_k=a.top_k, seed=a.seed, unroll=a.unroll)
     from attnsim.mapping.search import search_gpu
     space = {"max_points": a.max_points} if a.max_points else None
     return search_gpu(arch, w, objective=a.objective, top_k=a.top_k, seed=a.seed, space=space)

@@ -28,6 +28,8 @@ loop order, residency and head packing, and a mapping that does not fit is illeg
 """
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from dataclasses import dataclass, fields
 
@@ -58,6 +60,7 @@ class SpatialSearchMapping:
     q_heads_per_tile: int = 1
     loop_order: str = "q_outer"
     resident: bool = False
+    dataflow: str = ""  # spatial unrolling of the array ('os', 'ws', 'is'); '' = the arch's own
 
     @property
     def positions(self) -> int:
@@ -66,12 +69,14 @@ class SpatialSearchMapping:
     def label(self) -> str:
         res = {"q_outer": "kv-resident", "kv_outer": "q-resident"}[self.loop_order] if self.resident else ""
         pack = f"-g{self.q_heads_per_tile}" if self.q_heads_per_tile > 1 else ""
-        return f"{self.style}-{self.block_m}x{self.block_n}{pack}-{self.loop_order}" + (f"-{res}" if res else "")
+        return (f"{self.style}-{self.block_m}x{self.block_n}{pack}-{self.loop_order}" + (f"-{res}" if res else "")
+                + (f"-{self.dataflow}" if self.dataflow else ""))
 
     def to_spatial_mapping(self) -> tuple[SpatialMapping, dict]:
         """The plain SpatialMapping (block_m in query positions) and the mapper's extra parameters."""
         return (SpatialMapping(style=self.style, block_m=self.positions, block_n=self.block_n, name=self.label()),
-                {"q_heads_per_tile": self.q_heads_per_tile, "loop_order": self.loop_order, "resident": self.resident})
+                {"q_heads_per_tile": self.q_heads_per_tile, "loop_order": self.loop_order, "resident": self.resident,
+                 "dataflow": self.dataflow})
 
 
 def tile_sizes(extent: int, array_dim: int) -> tuple[int, ...]:
@@ -297,11 +302,15 @@ def evaluate_mapping(arch, workload, m: SpatialSearchMapping) -> Result:
     return _result(arch, w, ev, 0)
 
 
-def evaluate_space(arch: Arch, w: Workload, styles=SPATIAL_STYLES) -> SpatialEvaluation:
-    """Enumerate, prune, check the GLB and evaluate every point of the space."""
+def _require_spatial(arch: Arch) -> None:
     if arch.kind != "spatial":
         raise MappingError(Problem(f"search_spatial needs a spatial arch; {arch.name!r} is {arch.kind} "
                                    "(use attnsim.mapping.search.search_gpu)", key="arch"))
+
+
+def evaluate_space(arch: Arch, w: Workload, styles=SPATIAL_STYLES) -> SpatialEvaluation:
+    """Enumerate, prune, check the GLB and evaluate every point of the space."""
+    _require_spatial(arch)
     for s in styles:
         if s not in SPATIAL_STYLES:
             raise MappingError(Problem(f"unknown spatial style {s!r}; expected some of {list(SPATIAL_STYLES)}",
@@ -382,27 +391,48 @@ def _result(arch: Arch, w: Workload, ev: SpatialEvaluation, i: int) -> Result:
 
 
 def search_spatial(arch, workload, *, objective: str = "latency", top_k: int = 10, seed: int = 0,
-                   styles=SPATIAL_STYLES) -> MapperResult:
+                   styles=SPATIAL_STYLES, unroll: bool = False) -> MapperResult:
     """Best spatial mappings (style, tiles, head packing, loop order, residency) for one attention call.
 
-    ``objective``: 'latency', 'energy', 'edp' or 'dram' (off-chip bytes). The space is
+    ``objective``: 'latency', 'energy', 'edp' or 'dram' (off-chip bytes). ``unroll``: also search
+    the array's spatial unrolling, i.e. which ranks its rows and columns carry (the os, ws and is
+    dataflows), as a design choice; by default the arch's own dataflow is kept. The space is
     enumerated whole (``seed`` is accepted for symmetry with search_gpu; nothing is sampled).
     """
     del seed
     t0 = time.perf_counter()
     arch = arch if isinstance(arch, Arch) else load_arch(arch)
     w = workload if isinstance(workload, Workload) else load_workload(workload)
-    ev = evaluate_space(arch, w, styles)
-    if len(ev.points) == 0:
-        raise MappingError(Problem(f"no spatial mapping fits {w.label()} on {arch.name}: {ev.illegal_reasons}",
+    _require_spatial(arch)
+    dataflows = ("os", "ws", "is") if unroll else (arch.array.dataflow,)
+    ranked, evaluated, illegal, pruned, space, ill_r, pr_r = [], 0, 0, 0, 0, {}, {}
+    for df in dataflows:
+        a = arch if df == arch.array.dataflow else dataclasses.replace(
+            arch, array=dataclasses.replace(arch.array, dataflow=df))
+        ev = evaluate_space(a, w, styles)
+        evaluated, space = evaluated + len(ev.points), space + ev.space_size
+        illegal, pruned = illegal + sum(ev.illegal_reasons.values()), pruned + sum(ev.pruned_reasons.values())
+        for r, n in ev.illegal_reasons.items():
+            ill_r[r] = ill_r.get(r, 0) + n
+        for r, n in ev.pruned_reasons.items():
+            pr_r[r] = pr_r.get(r, 0) + n
+        if len(ev.points) == 0:
+            continue
+        score = _objective(ev, objective)
+        for i in _ranked(ev, objective, top_k):
+            m = ev.points.mapping(int(i))
+            if unroll:
+                m = dataclasses.replace(m, dataflow=df)
+            ranked.append((float(score[int(i)]), m, a, ev, int(i), ties(score, int(i))))
+    if not ranked:
+        raise MappingError(Problem(f"no spatial mapping fits {w.label()} on {arch.name}: {ill_r}",
                                    key="mapping", hint="a larger GLB, or a shorter sequence"))
-    idx = _ranked(ev, objective, top_k)
-    top = [(ev.points.mapping(int(i)), _result(arch, w, ev, int(i))) for i in idx]
-    return MapperResult(best=top[0][0], best_result=top[0][1], top=top, evaluated=len(ev.points),
-                        illegal=sum(ev.illegal_reasons.values()), illegal_reasons=ev.illegal_reasons,
-                        seconds=time.perf_counter() - t0, objective=objective, space_size=ev.space_size,
-                        pruned=sum(ev.pruned_reasons.values()), pruned_reasons=ev.pruned_reasons,
-                        best_ties=ties(_objective(ev, objective), int(idx[0])))
+    ranked.sort(key=lambda t: t[0])
+    top = [(m, _result(a, w, ev, i)) for _, m, a, ev, i, _ in ranked[:top_k]]
+    return MapperResult(best=top[0][0], best_result=top[0][1], top=top, evaluated=evaluated,
+                        illegal=illegal, illegal_reasons=ill_r, seconds=time.perf_counter() - t0,
+                        objective=objective, space_size=space, pruned=pruned, pruned_reasons=pr_r,
+                        best_ties=ranked[0][5])
 
 
 def best_per_schedule(arch: Arch, w: Workload) -> dict[str, dict]:

@@ -127,3 +127,18 @@ def test_bad_inputs(fusemax, llama8b, h100):
         search_spatial(fusemax, llama8b, styles=("fusd",))
     with pytest.raises(MappingError, match="q_heads_per_tile"):
         evaluate_mapping(fusemax, llama8b, SpatialSearchMapping(block_m=256, q_heads_per_tile=3))
+
+
+@pytest.mark.parametrize("arch_name", ["tpu_like_128x128", "fusemax_like"])
+@pytest.mark.parametrize("seq_q", [1, 2048])
+def test_searching_spatial_unrolling_is_never_worse(arch_name, seq_q):
+    """With unroll=True the os/ws/is dataflows are searched too; the arch's own dataflow is among
+    them, so the best latency can only improve, and each top mapping names its dataflow."""
+    from attnsim.mapping.spatial_search import search_spatial
+    w = attnsim.attention("softmax", heads=8, kv_heads=2, seq_q=seq_q, seq_kv=2048, head_dim=128)
+    fixed = search_spatial(arch_name, w, top_k=3)
+    free = search_spatial(arch_name, w, top_k=3, unroll=True)
+    assert free.best_result.latency_s <= fixed.best_result.latency_s
+    assert free.evaluated == 3 * fixed.evaluated
+    assert all(m.dataflow in ("os", "ws", "is") for m, _ in free.top)
+    assert all(m.dataflow == "" for m, _ in fixed.top)
