@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_map(sub)
     from attnsim.cli_sweep import add_parser as add_sweep
     add_sweep(sub)
+    from attnsim.cli_app import add_parser as add_app
+    add_app(sub)
 
     va = sub.add_parser("validate", help="compare predictions with a measured trace (report + plots)")
     va.add_argument("--trace", required=True, help="trace CSV (project schema, or a Vidur attention CSV)")
