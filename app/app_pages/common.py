@@ -283,3 +283,15 @@ def roofline_figure(arch, result, dtype: str = "bf16"):
 
 def regime_of(w) -> str:
     return "decode" if w.seq_q <= 16 else "prefill"
+
+
+def shape_inputs(prefix: str):
+    """The six shape inputs (batch, heads, kv heads, seq q, seq kv, head dim) in one row; widget
+    keys are '<prefix>_batch' and so on."""
+    c = st.columns(6)
+    return (c[0].number_input("batch", 1, 4096, 1, key=f"{prefix}_batch"),
+            c[1].number_input("heads", 1, 1024, 32, key=f"{prefix}_heads"),
+            c[2].number_input("kv heads", 1, 1024, 8, key=f"{prefix}_kv_heads"),
+            c[3].number_input("seq q", 1, 1 << 22, 8192, key=f"{prefix}_seq_q"),
+            c[4].number_input("seq kv", 1, 1 << 22, 8192, key=f"{prefix}_seq_kv"),
+            c[5].number_input("head dim", 1, 512, 128, key=f"{prefix}_head_dim"))

@@ -60,13 +60,7 @@ if wl_mode == "preset":
                          if "llama3_8b_prefill_8k" in wpresets else 0, key="wl_preset")
     wkey = ("preset", wname)
 else:
-    c = st.columns(6)
-    batch = c[0].number_input("batch", 1, 4096, 1, key="w_batch")
-    heads = c[1].number_input("heads", 1, 1024, 32, key="w_heads")
-    kv_heads = c[2].number_input("kv heads", 1, 1024, 8, key="w_kv_heads")
-    seq_q = c[3].number_input("seq q", 1, 1 << 22, 8192, key="w_seq_q")
-    seq_kv = c[4].number_input("seq kv", 1, 1 << 22, 8192, key="w_seq_kv")
-    head_dim = c[5].number_input("head dim", 1, 512, 128, key="w_head_dim")
+    batch, heads, kv_heads, seq_q, seq_kv, head_dim = C.shape_inputs("w")
     c = st.columns(3)
     mask = c[0].selectbox("mask", C.MASKS, index=1, key="w_mask")
     window = c[1].number_input("window", 1, 1 << 22, 4096, key="w_window") if mask == "window" else 0
