@@ -53,12 +53,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from numba import njit
 
 from attnsim.errors import MappingError, Problem
 from attnsim.model import gpu_kernel as K
-from attnsim.numba_config import JIT_OPTS
 from attnsim.workload.spec import Workload
+from attnsim.workload.tiles import neighborhood_counts
 
 SCHEDULES = ("unfused", "fused", "fully_fused")
 ACC_BYTES = 4  # fp32: scores, accumulators, softmax max and sum
@@ -110,7 +109,7 @@ def block_stats(w: Workload, bp: int, bn: int) -> tuple[float, float, int, float
 def block_stats_many(w: Workload, bp: int, bns) -> tuple[np.ndarray, ...]:
     """block_stats for one query-block size and several key-tile sizes at once, as arrays
     (tiles, max tiles, query blocks, allowed, non-empty blocks, full tiles, min tiles); a
-    neighborhood mask is counted once per bp for every bn (``_nbhd_many``)."""
+    neighborhood mask is counted once per bp for every bn (``workload.tiles.neighborhood_counts``)."""
     return _block_stats_many(w.mask, w.seq_q, w.seq_kv, int(bp), tuple(int(b) for b in bns))
 
 
@@ -122,7 +121,7 @@ def _block_stats_many(mask, m_len: int, n_len: int, bp: int, bns: tuple):
                                        key="mask.grid"))
         shape = np.array(mask.grid, dtype=np.int64)
         half = np.array([x // 2 for x in mask.win], dtype=np.int64)
-        tiles, full, lmax, lmin, rows, allowed = _nbhd_many(shape, half, bp, np.array(bns, dtype=np.int64))
+        tiles, full, lmax, lmin, rows, allowed = neighborhood_counts(shape, half, bp, np.array(bns, dtype=np.int64))
         return tiles, lmax, np.full(len(bns), rows), np.full(len(bns), allowed), np.full(len(bns), rows), full, lmin
     out = np.array([K.mask_tile_stats(TILE_MASKS[mask.kind], m_len, n_len, bp, bn, mask.window, mask.sink,
                                       mask.density, mask.causal) for bn in bns], dtype=float).reshape(-1, 6)
@@ -130,91 +129,6 @@ def _block_stats_many(mask, m_len: int, n_len: int, bp: int, bns: tuple):
         else max(0, m_len - n_len)  # rows before this see no key
     nonempty = out[:, 4] - first_seen // bp
     return out[:, 0], out[:, 1], out[:, 4], out[:, 5], nonempty, out[:, 3], out[:, 2]
-
-
-@njit(**JIT_OPTS)
-def _nbhd_many(shape, half, bp, bns):
-    """Neighborhood-mask tile statistics at query blocks of bp positions for every key tile in
-    bns: (tiles, full tiles, max and min tiles per block) per bn, then query blocks and allowed
-    pairs. Its slow, obvious twin is ``attnsim.workload.tiles.explicit_tile_stats``.
-
-    A query's neighborhood on a row-major grid is a set of runs along the last axis, one per
-    offset of the other axes: each run adds 1 to the per-key count of the block, so a block
-    costs its allowed pairs, not its key range times its rows."""
-    nd = shape.shape[0]
-    total = 1
-    for a in range(nd):
-        total *= shape[a]
-    strides = np.ones(nd, dtype=np.int64)
-    for a in range(nd - 2, -1, -1):
-        strides[a] = strides[a + 1] * shape[a + 1]
-    reach = 0
-    for a in range(nd):
-        reach += half[a] * strides[a]
-    nb = bns.shape[0]
-    tiles = np.zeros(nb)
-    full = np.zeros(nb)
-    lmax = np.zeros(nb)
-    lmin = np.full(nb, 1e300)
-    rows = (total + bp - 1) // bp
-    counts = np.zeros(total, dtype=np.int64)
-    seen_pre = np.zeros(total + 1, dtype=np.int64)
-    all_pre = np.zeros(total + 1, dtype=np.int64)
-    qc = np.zeros(nd, dtype=np.int64)
-    off = np.zeros(nd, dtype=np.int64)
-    allowed = 0.0
-    last = nd - 1
-    for i in range(rows):
-        r0 = i * bp
-        r1 = min(total, r0 + bp)
-        k0 = max(0, r0 - reach)
-        k1 = min(total, r1 + reach)
-        for k in range(k0, k1):
-            counts[k] = 0
-        for q in range(r0, r1):
-            rem = q
-            for a in range(nd):
-                qc[a] = rem // strides[a]
-                rem -= qc[a] * strides[a]
-            for a in range(last):  # odometer over the offsets of the outer axes
-                off[a] = max(-half[a], -qc[a])
-            lo = max(0, qc[last] - half[last])
-            hi = min(shape[last] - 1, qc[last] + half[last])
-            while True:
-                base = 0
-                for a in range(last):
-                    base += (qc[a] + off[a]) * strides[a]
-                for k in range(base + lo, base + hi + 1):
-                    counts[k] += 1
-                allowed += hi - lo + 1
-                a = last - 1
-                while a >= 0:
-                    if off[a] < min(half[a], shape[a] - 1 - qc[a]):
-                        off[a] += 1
-                        break
-                    off[a] = max(-half[a], -qc[a])
-                    a -= 1
-                if a < 0:
-                    break
-        nq = r1 - r0
-        # prefix counts over [k0, k1): keys some row sees, keys every row sees
-        for k in range(k0, k1):
-            seen_pre[k - k0 + 1] = seen_pre[k - k0] + (counts[k] > 0)
-            all_pre[k - k0 + 1] = all_pre[k - k0] + (counts[k] == nq)
-        for j in range(nb):
-            bc = bns[j]
-            cnt = 0
-            for t in range(k0 // bc, (k1 - 1) // bc + 1):
-                t0, t1 = t * bc, min(total, (t + 1) * bc)
-                a, b = max(t0, k0) - k0, min(t1, k1) - k0
-                if seen_pre[b] > seen_pre[a]:
-                    cnt += 1
-                    if all_pre[b] - all_pre[a] == t1 - t0:  # every key of the tile, seen by every row
-                        full[j] += 1
-            tiles[j] += cnt
-            lmax[j] = max(lmax[j], cnt)
-            lmin[j] = min(lmin[j], cnt)
-    return tiles, full, lmax, lmin, rows, allowed
 
 
 @dataclass(frozen=True)

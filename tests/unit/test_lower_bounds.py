@@ -231,16 +231,19 @@ def test_ski_slope_table_and_plot(tmp_path):
 
 @pytest.mark.parametrize("grid,win", [((300,), (21,)), ((33, 40), (7, 13)), ((7, 9, 11), (3, 5, 4)),
                                       ((5, 6, 7), (9, 9, 9)), ((4, 50), (1, 1))])
-def test_neighborhood_stats_equal_explicit_tile_stats(grid, win):
-    """The run-based counter (all key tiles at once) agrees with workload.tiles' element-by-element twin."""
+def test_neighborhood_stats_equal_the_element_by_element_twin(grid, win):
+    """The run-based counter (all key tiles at once; what explicit_tile_stats and the bounds use)
+    agrees exactly with workload.tiles' element-by-element twin."""
     from attnsim.model.lower_bounds import block_stats_many
-    from attnsim.workload.tiles import explicit_tile_stats
+    from attnsim.workload.tiles import neighborhood_counts_reference
     n = int(np.prod(grid))
     w = attnsim.attention("softmax", heads=1, seq=n, head_dim=16, grid=grid, win=win)
+    shape = np.array(grid, dtype=np.int64)
+    half = np.array([x // 2 for x in win], dtype=np.int64)
     bns = (1, 7, 16, 64, 100, n)
     for bp in (1, 5, 16, 64, n):
         got = block_stats_many(w, bp, bns)
         for j, bn in enumerate(bns):
-            s = explicit_tile_stats(w.mask, n, n, bp, bn)
-            want = (s.tiles, s.max_row_tiles, s.rows, s.allowed, s.rows, s.full_tiles, s.min_row_tiles)
+            tiles, full, allowed = neighborhood_counts_reference(shape, half, bp, bn)
+            want = (tiles.sum(), tiles.max(), len(tiles), allowed, len(tiles), full.sum(), tiles.min())
             assert tuple(float(x[j]) for x in got) == tuple(float(x) for x in want), (bp, bn)
