@@ -52,8 +52,16 @@ def predict(arch, workload, mapping=None) -> Result:
     ``arch``: an Arch or a preset name / YAML path. ``workload``: a Workload (see
     ``attnsim.attention``) or a YAML path. ``mapping``: a KernelMapping, an algorithm name
     ('unfused', 'flash2', 'flash3', 'flash_decode'), a mapping YAML, or None for the default.
+    A workload of another family (linear attention, top-k routing, KV compression, ...) is
+    costed through its plan of kernels (``attnsim.model.plan``); ``mapping`` then applies to
+    the family's main kernel, as its module documents.
     """
-    arch, w, m = resolve(arch, workload, mapping)
+    arch = arch if isinstance(arch, Arch) else load_arch(arch)
+    w = workload if isinstance(workload, Workload) else load_workload(workload)
+    if w.family != "softmax":
+        from attnsim.model.plan import predict_family
+        return predict_family(arch, w, mapping)
+    arch, w, m = resolve(arch, w, mapping)
     if arch.kind == "spatial":
         from attnsim.model.spatial import predict_spatial
         return predict_spatial(arch, w, m)

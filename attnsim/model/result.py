@@ -25,6 +25,8 @@ class Result:
     occupancy: dict  # ctas_per_sm, waves, n_ctas, n_kernels (GPU); array use (spatial)
     counts: dict  # tiles, exps, vector ops ...
     provenance: dict = field(default_factory=dict)
+    # a family of several kernels (attnsim.model.plan): one row per kernel, in launch order
+    kernels: tuple = ()
 
     @property
     def tflops_per_s(self) -> float:
@@ -54,6 +56,12 @@ class Result:
         for k, v in self.times_s.items():
             lines.append(f"  {k:24s} {fmt_si(v, 's'):>12s}")
         lines.append(f"binding: {self.bound}, {self.bound_margin:.2f}x the next term")
+        if self.kernels:
+            lines.append("")
+            lines.append("kernels (in launch order):")
+            for k in self.kernels:
+                lines.append(f"  {k['kernel']:32s} {fmt_si(k['latency_s'], 's'):>10s}  bound by {k['bound']}")
+                lines.append(f"    {k['mapping']}")
         lines.append("")
         lines.append("traffic per level:")
         for k, v in self.traffic_bytes.items():

@@ -33,7 +33,8 @@ from attnsim.errors import MappingError, Problem, SpecError
 from attnsim.mapping.kernel import (ALGORITHMS, LAUNCH_ORDERS, MAPPING_DIR, STYLES, KernelMapping,
                                     default_mapping, load_mapping)
 from attnsim.spec.schema import did_you_mean
-from attnsim.workload.spec import DTYPES, FAMILIES, MASK_KINDS, Workload, load_workload
+from attnsim.workload.families import REGISTRY as FAMILIES
+from attnsim.workload.spec import DTYPES, MASK_KINDS, Workload, load_workload
 
 TOKEN_SUFFIX = {"": 1, "k": 1024, "K": 1024, "M": 1024 ** 2}
 PLAIN_KINDS = ("int", "tokens", "float", "fraction", "bool", "enum", "name")

@@ -12,7 +12,7 @@ from pathlib import Path
 from attnsim.errors import WorkloadError, Problem
 from attnsim.spec.schema import Field, Reader, did_you_mean
 from attnsim.spec.yamlio import load_yaml
-from attnsim.workload.cascade import Cascade, softmax_attention_cascade
+from attnsim.workload.cascade import Cascade
 
 WORKLOAD_DIR = Path(__file__).resolve().parents[2] / "workloads"
 MASK_KINDS = ("full", "causal", "window", "block_sparse", "neighborhood")
@@ -55,6 +55,45 @@ class Mask:
 
 
 @dataclass(frozen=True)
+class Params:
+    """A family's parameters: a frozen, hashable mapping (name -> value), sorted by name.
+
+    Values are plain (int, float, bool, str, or tuples of those); ``Workload.params`` holds
+    every parameter of the family, the defaults filled in by ``resolve_params``."""
+
+    items: tuple = ()
+
+    @classmethod
+    def of(cls, values: dict | None) -> "Params":
+        def freeze(v):
+            return tuple(freeze(x) for x in v) if isinstance(v, (list, tuple)) else v
+        return cls(tuple(sorted((str(k), freeze(v)) for k, v in (values or {}).items())))
+
+    def __getitem__(self, key: str):
+        for k, v in self.items:
+            if k == key:
+                return v
+        raise KeyError(f"no parameter {key!r}; parameters: {[k for k, _ in self.items]}")
+
+    def get(self, key: str, default=None):
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key: str) -> bool:
+        return any(k == key for k, _ in self.items)
+
+    def as_dict(self) -> dict:
+        return dict(self.items)
+
+    def label(self) -> str:
+        def show(v):
+            return "x".join(map(str, v)) if isinstance(v, tuple) else f"{v:g}" if isinstance(v, float) else str(v)
+        return ",".join(f"{k}={show(v)}" for k, v in self.items)
+
+
+@dataclass(frozen=True)
 class Workload:
     family: str
     batch: int
@@ -68,6 +107,7 @@ class Workload:
     mask: Mask = field(default_factory=Mask)
     name: str = ""
     kv_page: int = 0  # tokens per page of a paged KV cache (vLLM-style); 0 = contiguous K/V
+    params: Params = field(default_factory=Params)  # the family's own parameters (see attnsim.workload.families)
 
     @property
     def group(self) -> int:
@@ -80,7 +120,12 @@ class Workload:
 
     @property
     def cascade(self) -> Cascade:
-        return FAMILIES[self.family].cascade()
+        from attnsim.workload.families import family
+        return family(self.family).cascade(self)
+
+    def param(self, key: str):
+        """One of the family's parameters (KeyError naming the known ones if absent)."""
+        return self.params[key]
 
     def extents(self) -> dict[str, int]:
         return {"b": self.batch, "h": self.heads, "g": self.group, "m": self.seq_q,
@@ -92,21 +137,46 @@ class Workload:
         return new
 
     def label(self) -> str:
-        return self.name or (f"B{self.batch}-H{self.heads}-Hkv{self.kv_heads}-M{self.seq_q}-N{self.seq_kv}"
-                             f"-D{self.head_dim}-{self.mask.label()}-{self.dtype}")
+        if self.name:
+            return self.name
+        shape = (f"B{self.batch}-H{self.heads}-Hkv{self.kv_heads}-M{self.seq_q}-N{self.seq_kv}"
+                 f"-D{self.head_dim}" + (f"-F{self.value_dim}" if self.value_dim != self.head_dim else "")
+                 + f"-{self.mask.label()}-{self.dtype}")
+        if self.family == "softmax":
+            return shape
+        return f"{self.family}({self.params.label()})-{shape}"
 
 
-@dataclass(frozen=True)
-class Family:
-    name: str
-    cascade: object  # () -> Cascade
-    doc: str
+def _families() -> list[str]:
+    from attnsim.workload.families import family_names
+    return family_names()
 
 
-FAMILIES: dict[str, Family] = {
-    "softmax": Family("softmax", softmax_attention_cascade,
-                      "masked softmax attention (MHA, GQA, MQA; prefill or decode)"),
-}
+def resolve_params(family_name: str, given: dict | None, file: str | None = None, lines: dict | None = None,
+                   path: tuple = ("params",)) -> Params:
+    """Check a family's parameters against its Field table; fill in the defaults.
+
+    Raises one WorkloadError listing every problem (unknown keys with a did-you-mean, wrong
+    types, out-of-range values), each naming the file, line and key where known."""
+    from attnsim.spec.schema import Reader
+    from attnsim.workload.families import family
+    fam = family(family_name)
+    given = dict(given or {})
+    if not fam.params:
+        if given:
+            raise WorkloadError(Problem(f"family {family_name!r} takes no parameters, got {sorted(given)}",
+                                        file=file, key=".".join(path)))
+        return Params()
+    data: dict = {}
+    node = data
+    for k in path[:-1]:
+        node = node.setdefault(k, {})
+    node[path[-1]] = given
+    r = Reader(data, lines or {}, file)
+    values = r.section(path, list(fam.params))
+    if r.problems:
+        raise WorkloadError(r.problems)
+    return Params.of(values)
 
 
 def check_workload(w: Workload, file: str | None = None) -> None:
@@ -116,8 +186,9 @@ def check_workload(w: Workload, file: str | None = None) -> None:
     def bad(key, msg, hint=None):
         probs.append(Problem(msg, file=file, key=key, hint=hint))
 
-    if w.family not in FAMILIES:
-        bad("family", f"unknown family {w.family!r}; known: {sorted(FAMILIES)}", did_you_mean(w.family, FAMILIES))
+    known = _families()
+    if w.family not in known:
+        bad("family", f"unknown family {w.family!r}; known: {known}", did_you_mean(w.family, known))
     for key in ("batch", "heads", "kv_heads", "seq_q", "seq_kv", "head_dim", "value_dim"):
         v = getattr(w, key)
         if isinstance(v, bool) or not isinstance(v, int):
@@ -145,6 +216,17 @@ def check_workload(w: Workload, file: str | None = None) -> None:
             bad("mask.grid", "expected grid and win of the same length (1, 2 or 3 axes), e.g. grid: [64, 64], win: [13, 13]")
         elif not probs and (math.prod(m.grid) != w.seq_q or math.prod(m.grid) != w.seq_kv):
             bad("mask.grid", f"grid {list(m.grid)} has {math.prod(m.grid)} tokens but seq_q={w.seq_q}, seq_kv={w.seq_kv}")
+    if not probs and w.family != "softmax":
+        from attnsim.workload.families import family
+        fam = family(w.family)
+        names = {f.name for f in fam.params}
+        missing = sorted(names - {k for k, _ in w.params.items})
+        if missing:
+            bad("params", f"family {w.family!r} is missing parameters {missing}; build it with "
+                          "attnsim.attention(family, params=...) so the defaults are filled in")
+        elif fam.check is not None:
+            for key, msg in fam.check(w):
+                bad(key, msg)
     if probs:
         raise WorkloadError(probs)
 
@@ -154,11 +236,13 @@ def attention(family: str = "softmax", *, batch: int = 1, heads: int = 32, kv_he
               head_dim: int = 128, value_dim: int | None = None, dtype: str = "bf16",
               causal: bool = False, window: int | None = None, sink: int = 0,
               density: float | None = None, grid: tuple[int, ...] | None = None,
-              win: tuple[int, ...] | None = None, name: str = "", kv_page: int = 0) -> Workload:
+              win: tuple[int, ...] | None = None, name: str = "", kv_page: int = 0,
+              params: dict | None = None) -> Workload:
     """Build a workload. ``seq`` sets both lengths; ``seq_q=1`` is a decode step.
 
     The mask follows from the flags: ``window`` -> sliding window (causal), ``density`` ->
-    block-sparse, ``grid``/``win`` -> neighborhood, else ``causal`` or full.
+    block-sparse, ``grid``/``win`` -> neighborhood, else ``causal`` or full. ``params`` are the
+    family's own parameters (``attnsim.workload.families``); omitted ones take their defaults.
     """
     if seq is not None:
         seq_q = seq if seq_q is None else seq_q
@@ -173,9 +257,13 @@ def attention(family: str = "softmax", *, batch: int = 1, heads: int = 32, kv_he
         mask = Mask("neighborhood", grid=tuple(grid), win=tuple(win or ()))
     else:
         mask = Mask("causal" if causal else "full")
+    known = _families()
+    if family not in known:
+        raise WorkloadError(Problem(f"unknown family {family!r}; known: {known}", key="family",
+                                    hint=did_you_mean(family, known)))
     w = Workload(family=family, batch=batch, heads=heads, kv_heads=kv_heads or heads, seq_q=seq_q,
                  seq_kv=seq_kv, head_dim=head_dim, value_dim=value_dim or head_dim, dtype=dtype,
-                 mask=mask, name=name, kv_page=kv_page)
+                 mask=mask, name=name, kv_page=kv_page, params=resolve_params(family, params))
     check_workload(w)
     return w
 
@@ -225,15 +313,25 @@ def load_workload(name_or_path: str | Path) -> Workload:
                                 + f"; presets: {', '.join(names)}")
     data, lines = load_yaml(p)
     r = Reader(data, lines, str(p))
-    top = r.section((), WORKLOAD_FIELDS, extra_ok=("mask",))
+    top = r.section((), WORKLOAD_FIELDS, extra_ok=("mask", "params"))
     mk = r.section(("mask",), MASK_FIELDS) if isinstance(data, dict) and "mask" in data else None
+    known = _families()
+    if top["family"] is not None and top["family"] not in known:
+        r.problem(("family",), f"unknown family {top['family']!r}; known: {', '.join(known)}",
+                  did_you_mean(top["family"], known))
     r.raise_if_problems()
+    given = data.get("params") if isinstance(data, dict) else None
+    if given is not None and not isinstance(given, dict):
+        raise WorkloadError(Problem("expected a mapping of the family's parameters", file=str(p),
+                                    line=lines.get(("params",)), key="params"))
+    params = resolve_params(top["family"], given, file=str(p), lines=lines)
     mask = Mask() if mk is None else Mask(kind=mk["kind"], window=mk["window"], sink=mk["sink"],
                                           causal=mk["causal"], density=mk["density"],
                                           grid=tuple(mk["grid"] or ()), win=tuple(mk["win"] or ()))
     w = Workload(family=top["family"], batch=top["batch"], heads=top["heads"],
                  kv_heads=top["kv_heads"] or top["heads"], seq_q=top["seq_q"], seq_kv=top["seq_kv"],
                  head_dim=top["head_dim"], value_dim=top["value_dim"] or top["head_dim"],
-                 dtype=top["dtype"], mask=mask, name=top["name"] or p.stem, kv_page=top["kv_page"])
+                 dtype=top["dtype"], mask=mask, name=top["name"] or p.stem, kv_page=top["kv_page"],
+                 params=params)
     check_workload(w, file=str(p))
     return w
