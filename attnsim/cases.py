@@ -2,7 +2,9 @@
 
 Input columns (README, "Cases CSV format"):
     arch,algorithm,batch,heads,kv_heads,seq_q,seq_kv,head_dim,causal,window,dtype
-    optional: density, block_m, block_n, split_kv
+    optional: density, block_m, block_n, split_kv, params
+``algorithm`` is a kernel (unfused, flash2, flash3, flash_decode, flash2_kvcache) or an attention
+family (``attnsim list``; e.g. topk_blocks) whose parameters are in ``params`` as k=v;k=v.
 Output: the input columns, then latency_s,tflops_per_s,hbm_bytes,l2_bytes,energy_j,bound,status
 """
 from __future__ import annotations
@@ -20,7 +22,7 @@ from attnsim.workload.spec import attention
 
 REQUIRED = ("arch", "algorithm", "batch", "heads", "kv_heads", "seq_q", "seq_kv", "head_dim", "causal",
             "window", "dtype")
-OPTIONAL = ("density", "block_m", "block_n", "split_kv")
+OPTIONAL = ("density", "block_m", "block_n", "split_kv", "params")
 OUTPUT = ("latency_s", "tflops_per_s", "hbm_bytes", "l2_bytes", "energy_j", "bound", "status")
 TRUE, FALSE = ("1", "true", "yes", "y", "t"), ("0", "false", "no", "n", "f", "")
 
@@ -54,25 +56,37 @@ def _arch(name: str):
 
 def predict_row(row: dict) -> dict:
     """Predict one case; raises ValueError/AttnsimError with a one-line reason on bad input."""
+    from attnsim.cli_shapes import parse_params
+    from attnsim.workload.families import family_names
     algorithm = (row.get("algorithm") or "").strip()
-    if algorithm not in ALGORITHMS:
+    families = [f for f in family_names() if f != "softmax"]
+    if algorithm not in ALGORITHMS and algorithm not in families:
         from attnsim.spec.schema import did_you_mean
-        hint = did_you_mean(algorithm, ALGORITHMS)
-        raise ValueError(f"algorithm: expected one of {list(ALGORITHMS)}, got {algorithm!r}"
+        hint = did_you_mean(algorithm, list(ALGORITHMS) + families)
+        raise ValueError(f"algorithm: expected a kernel {list(ALGORITHMS)} or a family {families}, got {algorithm!r}"
                          + (f" ({hint})" if hint else ""))
+    family = algorithm if algorithm in families else "softmax"
+    params = parse_params(row.get("params") or "", where="params", sep=";")
+    if params and family == "softmax":
+        raise ValueError(f"params: kernel {algorithm!r} takes no parameters (a family does), got {row.get('params')!r}")
     arch = _arch((row.get("arch") or "").strip())
     window = _int(row, "window", default=0)
     density_text = (row.get("density") or "").strip()
     density = float(density_text) if density_text else None
-    w = attention("softmax", batch=_int(row, "batch"), heads=_int(row, "heads"),
+    w = attention(family, params=params, batch=_int(row, "batch"), heads=_int(row, "heads"),
                   kv_heads=_int(row, "kv_heads"), seq_q=_int(row, "seq_q"), seq_kv=_int(row, "seq_kv"),
                   head_dim=_int(row, "head_dim"), causal=_bool(row, "causal"), window=window or None,
                   density=density, dtype=(row.get("dtype") or "bf16").strip())
-    m = default_mapping(algorithm, arch, w)
     changes = {k: _int(row, k) for k in ("block_m", "block_n", "split_kv") if (row.get(k) or "").strip()}
-    if changes:
-        m = m.with_changes(**changes)
-    r = predict(arch, w, m)
+    if family != "softmax":
+        if changes:
+            raise ValueError(f"block_m/block_n/split_kv: set a family's tiles through its params, not for {algorithm!r}")
+        r = predict(arch, w)
+    else:
+        m = default_mapping(algorithm, arch, w)
+        if changes:
+            m = m.with_changes(**changes)
+        r = predict(arch, w, m)
     return {"latency_s": r.latency_s, "tflops_per_s": r.tflops_per_s, "hbm_bytes": r.traffic_bytes["HBM"],
             "l2_bytes": r.traffic_bytes.get("L2", 0.0), "energy_j": r.energy_total_j, "bound": r.bound,
             "status": "ok"}

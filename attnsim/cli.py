@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from attnsim.cli_shapes import add_shape_flags, workload_from_flags
+from attnsim.cli_shapes import add_family_flags, add_shape_flags, workload_from_flags
 from attnsim.errors import AttnsimError
 
 
@@ -35,9 +35,19 @@ def cmd_predict(a) -> int:
     else:
         from attnsim.units import fmt_si
         print(r.summary())
-        print(f"  HBM {fmt_si(r.traffic_bytes['HBM'], 'B')}, energy {fmt_si(r.energy_total_j, 'J')}, "
-              f"{r.occupancy.get('ctas_per_sm', 0):g} CTAs/SM, {r.occupancy.get('waves', 0):.2f} waves "
-              "(--explain for the breakdown)")
+        outer = next(iter(r.traffic_bytes))
+        if r.kernels:
+            print(f"  {outer} {fmt_si(r.traffic_bytes[outer], 'B')}, energy {fmt_si(r.energy_total_j, 'J')}, "
+                  f"{len(r.kernels)} kernels (--explain for the breakdown):")
+            for k in r.kernels:
+                print(f"    {k['kernel']:34s} {fmt_si(k['latency_s'], 's'):>10s}  bound by {k['bound']}")
+        elif "ctas_per_sm" in r.occupancy:
+            print(f"  {outer} {fmt_si(r.traffic_bytes[outer], 'B')}, energy {fmt_si(r.energy_total_j, 'J')}, "
+                  f"{r.occupancy.get('ctas_per_sm', 0):g} CTAs/SM, {r.occupancy.get('waves', 0):.2f} waves "
+                  "(--explain for the breakdown)")
+        else:
+            print(f"  {outer} {fmt_si(r.traffic_bytes[outer], 'B')}, energy {fmt_si(r.energy_total_j, 'J')} "
+                  "(--explain for the breakdown)")
     return 0
 
 
@@ -52,6 +62,15 @@ def cmd_list(a) -> int:
     for name in list_workload_presets():
         print(f"  {name}")
     print("algorithms: unfused, flash2, flash3, flash_decode, flash2_kvcache")
+    from attnsim.workload.families import family, family_names
+    print("families (attnsim predict --family NAME --params k=v,...):")
+    for name in family_names():
+        try:
+            f = family(name)
+        except ImportError:  # a family whose module is not installed in this tree
+            continue
+        params = ", ".join(f"{p.name}={p.default}" for p in f.params)
+        print(f"  {name:18s} {f.doc}" + (f"  [{params}]" if params else ""))
     return 0
 
 
@@ -100,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--algorithm", choices=["unfused", "flash2", "flash3", "flash_decode", "flash2_kvcache"],
                     help="kernel family (default: flash3 on Hopper, flash2 elsewhere, flash_decode for seq_q<=16)")
     add_shape_flags(pr)
+    add_family_flags(pr)
     pr.add_argument("--format", choices=["table", "json"], default="table")
     pr.add_argument("--explain", action="store_true", help="print the full breakdown")
     pr.add_argument("--cases", help="CSV of cases to predict in batch (see README)")
@@ -121,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_sweep(sub)
     from attnsim.cli_app import add_parser as add_app
     add_app(sub)
+    from attnsim.cli_speedup import add_parser as add_speedup
+    add_speedup(sub)
 
     va = sub.add_parser("validate", help="compare predictions with a measured trace (report + plots)")
     va.add_argument("--trace", required=True, help="trace CSV (project schema, or a Vidur attention CSV)")

@@ -47,6 +47,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     shape.add_argument("--sink", type=int)
     shape.add_argument("--density", type=float, help="block-sparse density in (0, 1]")
     shape.add_argument("--dtype", choices=["fp16", "bf16", "fp8", "fp32"])
+    shape.add_argument("--family", help="attention family (default softmax); vary its parameters with "
+                                        "--vary workload.params.NAME=...")
+    shape.add_argument("--params", default="", help="the family's parameters, k=v,k=v")
     out = sw.add_argument_group("output and execution")
     out.add_argument("-o", "--output", required=True, help="output Parquet file (checkpoint parts in OUTPUT.d/)")
     out.add_argument("--csv", action="store_true", help="also write the table as CSV beside the Parquet file")
@@ -66,7 +69,8 @@ def build_from_args(a):
     """The Sweep the flags describe."""
     from attnsim.sweep.spec import Sample, build_sweep, extend_sweep, load_sweep_file
     shape_given = [f for f in ("batch", "heads", "kv_heads", "seq", "seq_q", "seq_kv", "head_dim", "window", "sink",
-                               "density", "dtype") if getattr(a, f) is not None] + (["causal"] if a.causal else [])
+                               "density", "dtype", "family") if getattr(a, f) is not None] + \
+        (["causal"] if a.causal else []) + (["params"] if a.params else [])
     if a.file:
         given = [f"--{f}" for f in ("arch", "workload", "mapping", "algorithm") if getattr(a, f)]
         given += [f"--{f.replace('_', '-')}" for f in shape_given]
@@ -95,11 +99,12 @@ def build_from_args(a):
 
 
 def _workload_from_flags(a):
+    from attnsim.cli_shapes import parse_params
     from attnsim.workload.spec import attention
     if a.seq is None and (a.seq_q is None or a.seq_kv is None):
         raise AttnsimError("give --workload FILE, or --seq (or --seq-q and --seq-kv) with the shape flags")
     v = {k: getattr(a, k) if getattr(a, k) is not None else d for k, d in SHAPE_DEFAULTS.items()}
-    return attention("softmax", batch=v["batch"], heads=v["heads"], kv_heads=a.kv_heads, seq=a.seq, seq_q=a.seq_q,
+    return attention(a.family or "softmax", params=parse_params(a.params), batch=v["batch"], heads=v["heads"], kv_heads=a.kv_heads, seq=a.seq, seq_q=a.seq_q,
                      seq_kv=a.seq_kv, head_dim=v["head_dim"], causal=a.causal, window=a.window, sink=v["sink"],
                      density=a.density, dtype=v["dtype"])
 

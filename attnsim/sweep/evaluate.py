@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from attnsim.errors import AttnsimError
+from attnsim.errors import AttnsimError, SpecError
 from attnsim.mapping.kernel import KernelMapping, check_mapping
 from attnsim.model import gpu_kernel as K
 from attnsim.model.lower import BOUND_NAMES, lower_gpu
@@ -162,6 +162,8 @@ class Evaluator:
             w = P.apply_workload(self.sweep.workload, items)
         except Exception as e:  # noqa: BLE001 - a bad point is a row with its reason
             return _Group(error=reason(e))
+        if w.family != "softmax":  # a family's plan of kernels: predicted point by point
+            return _Group(slow=True)
         try:
             arch = P.apply_arch(self.sweep.arch, items)
         except Exception:  # noqa: BLE001 - which arch field fails first depends on the point's others
@@ -299,6 +301,9 @@ class Evaluator:
         try:
             w = P.apply_workload(self.sweep.workload, items)
             arch = P.apply_arch(self.sweep.arch, items)
+            if w.family != "softmax":
+                _result_into(out, p, arch, self._family_result(arch, w, items))
+                return
             m = self._mapping(arch, w, items)
             if arch.kind == "gpu":
                 out.label[p] = out.label_id((self._label(m, items), arch.name))
@@ -306,9 +311,19 @@ class Evaluator:
                 out.has_row[p] = True
             else:
                 from attnsim.model.spatial import predict_spatial
-                _spatial_into(out, p, arch, predict_spatial(arch, w, m))
+                _result_into(out, p, arch, predict_spatial(arch, w, m))
         except Exception as e:  # noqa: BLE001 - a bad point is a row with its reason
             out.status[p] = reason(e)
+
+    def _family_result(self, arch, w, items):
+        """A family's point: its plan through attnsim.predict; the mapping choice names the attention
+        kernel inside the plan ('default' = the family's own kernels); mapping fields do not apply."""
+        from attnsim.model.analytical import predict
+        if any(p.section == "mapping" and p.column != "mapping" for p, _ in items):
+            raise SpecError(f"mapping fields cannot be varied for family {w.family!r}: set its tiles through "
+                            "workload.params.*")
+        choice = next((v for p, v in items if p.column == "mapping"), self.sweep.mapping)
+        return predict(arch, w, None if choice in (None, "default") else choice)
 
     def _evaluate(self, out: _Out) -> None:
         sel = np.flatnonzero(out.has_row)
@@ -391,7 +406,7 @@ def _evaluate_rows(rows: np.ndarray):
     return o, errors
 
 
-def _spatial_into(out: _Out, p: int, arch, r) -> None:
+def _result_into(out: _Out, p: int, arch, r) -> None:
     outer, second = arch.levels[0].name, arch.levels[1].name
     values = {"latency_s": r.latency_s, "tflops_per_s": r.tflops_per_s, "hbm_bytes": r.traffic_bytes.get(outer),
               "l2_bytes": r.traffic_bytes.get(second), "energy_j": r.energy_total_j}

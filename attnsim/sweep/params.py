@@ -11,7 +11,8 @@ in that unit, or values with units). Either way the result column is named after
     arch.levels.<LEVEL>.read_energy_per_byte -> arch.levels.<LEVEL>.read_energy_pj_per_byte
     arch.gpu.sm_count, arch.gpu.smem_per_sm, ...   arch.compute.*, arch.efficiency.*, arch.energy.*
     workload.batch, heads, kv_heads, seq (both lengths), seq_q, seq_kv, head_dim, value_dim,
-             dtype, kv_page, mask.kind, mask.window, mask.sink, mask.density, mask.causal
+             dtype, kv_page, mask.kind, mask.window, mask.sink, mask.density, mask.causal,
+             params.<name> (a family's numeric parameter, e.g. workload.params.density)
     mapping (an algorithm, 'best', 'default', a mapping preset or file), mapping.block_n, ...
 
 Integer workload shapes take a 'k' (x1024) or 'M' (x1024^2) suffix: ``1k`` is 1024 tokens.
@@ -192,6 +193,9 @@ def lookup(path: str, arch: Arch) -> Param:
     path = path.strip()
     if path in cat:
         return cat[path]
+    if path.startswith("workload.params.") and path.count(".") == 2:
+        # a family's own parameter (numeric); the family's Field table checks each value when applied
+        return Param(path, path, "float", ("params", path.split(".")[2]))
     parts = path.split(".")
     known = list(cat)
     for cut in range(len(parts), 0, -1):  # the longest prefix that is a section of some path
@@ -393,16 +397,27 @@ def apply_workload(w: Workload, items) -> Workload:
     for p, v in items:
         if p.section == "workload" and p.target == ("name",):
             w = load_workload_cached(v)
-    changes, mask = {}, {}
+    changes, mask, params = {}, {}, {}
     for p, v in items:
         if p.section != "workload" or p.target == ("name",):
             continue
-        if p.target[0] == "mask":
+        if p.target[0] == "params":
+            params[p.target[1]] = int(v) if float(v).is_integer() else float(v)
+        elif p.target[0] == "mask":
             mask[p.target[1]] = v
         elif p.target[0] == "seq":
             changes["seq_q"] = changes["seq_kv"] = v
         else:
             changes[p.target[0]] = v
+    if params:
+        from attnsim.workload.spec import resolve_params
+        unknown = sorted(set(params) - set(w.params.as_dict()))
+        if unknown:
+            known = sorted(w.params.as_dict())
+            raise SpecError(Problem(f"family {w.family!r} has no parameter {unknown[0]!r}; its parameters: "
+                                    f"{', '.join(known) or 'none'}", key=f"workload.params.{unknown[0]}",
+                                    hint=did_you_mean(unknown[0], known)))
+        changes["params"] = resolve_params(w.family, {**w.params.as_dict(), **params}, path=("workload", "params"))
     if not changes and not mask:
         return w
     if "head_dim" in changes and "value_dim" not in changes and w.value_dim == w.head_dim:
