@@ -82,6 +82,10 @@ def cmd_report(a) -> int:
 
 
 def cmd_validate(a) -> int:
+    if a.gemms:
+        return _validate_gemms(a)
+    if not a.trace:
+        raise AttnsimError("give --trace FILE (attention) or --gemms FILE... (Vidur attn_proj GEMM profiles)")
     from attnsim.validate.report import validate
     summary = validate(a.trace, arch=a.arch, out=None if a.json and not a.out else (a.out or "validation"))
     if a.json:
@@ -91,6 +95,30 @@ def cmd_validate(a) -> int:
         print(f"{o['n']} configurations: median APE {100 * o['median_ape']:.1f}%, P90 {100 * o['p90_ape']:.1f}%, "
               f"Spearman {o['spearman']:.3f}, speedup sign right {100 * o['sign_accuracy']:.1f}%")
         print(f"report written to {a.out or 'validation'}/README.md")
+    return 0
+
+
+def _validate_gemms(a) -> int:
+    from pathlib import Path
+
+    from attnsim.validate.gemm import gemm_report
+    files = []
+    for g in a.gemms:
+        p = Path(g)
+        files += sorted(p.glob("*_attn_proj_rope.csv")) if p.is_dir() else [p]
+    missing = [str(f) for f in files if not Path(f).exists()]
+    if not files or missing:
+        raise AttnsimError(f"no Vidur attn_proj file at {', '.join(missing or a.gemms)}")
+    out = a.out or "validation_gemm"
+    res = gemm_report(files, out)
+    if a.json:
+        print(json.dumps({k: v for k, v in res.items()}, indent=2))
+    else:
+        for k, v in res.items():
+            if isinstance(v, dict):
+                print(f"{k}: {v['n']} GEMMs, median APE {100 * v['median_ape']:.1f}%, P90 {100 * v['p90_ape']:.1f}%, "
+                      f"Spearman {v['spearman']:.3f}")
+        print(f"report written to {out}/README.md")
     return 0
 
 
@@ -145,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_speedup(sub)
 
     va = sub.add_parser("validate", help="compare predictions with a measured trace (report + plots)")
-    va.add_argument("--trace", required=True, help="trace CSV (project schema, or a Vidur attention CSV)")
+    va.add_argument("--trace", help="trace CSV (project schema, or a Vidur attention CSV)")
+    va.add_argument("--gemms", nargs="+", help="Vidur attn_proj GEMM profiles (files or a folder): validate the "
+                                               "GEMM model that costs projections and MLPs")
     va.add_argument("--arch", help="arch for every row (default: each row's arch column)")
     va.add_argument("--out", help="report directory (default validation/)")
     va.add_argument("--json", action="store_true", help="print the error summary as JSON")

@@ -10,7 +10,12 @@ from attnsim.mapping.kernel import ALGORITHMS, KernelMapping, default_mapping
 from attnsim.model.plan import AttentionOp, Gemm, KernelOp
 from attnsim.workload.spec import Mask, Params, Workload, check_workload
 
-GEMM_TILE = (128, 128)  # output tile of a stand-alone GEMM kernel (CUTLASS-style default)
+# Output tiles a GEMM library chooses among, per instruction class (CUTLASS's sm80 and sm90 tile
+# configurations; cuBLAS's heuristics pick one per shape): the model takes the fastest, as the
+# library's heuristic or autotuner does. docs/validation.md measures this on Vidur's GEMMs.
+GEMM_TILES = {"mma_sync": ((128, 128), (64, 64), (128, 64), (256, 128)),
+              "wgmma": ((128, 256), (64, 128), (128, 128), (256, 128)),
+              "array": ((128, 128),)}
 GEMM_K_STEP = 64  # reduction step staged in shared memory per pipeline stage
 GEMM_STAGES = 3
 
@@ -52,21 +57,29 @@ def attention_op(name: str, arch: Arch, w: Workload, mapping=None, count: int = 
 
 def gemm_op(name: str, count: float, m: int, n: int, k: int, dtype: str, elem_bytes: float, *,
             a_bytes: float | None = None, b_bytes: float | None = None, c_bytes: float | None = None,
-            layers: int = 1) -> KernelOp:
-    """A stand-alone GEMM kernel: `count` products (m x k) @ (k x n), output tiles of GEMM_TILE.
+            layers: int = 1, arch: Arch | None = None, tile: tuple[int, int] | None = None) -> KernelOp:
+    """A stand-alone GEMM kernel: `count` products (m x k) @ (k x n).
 
+    With ``arch`` (and no ``tile``) the output tile is the fastest of GEMM_TILES for the arch's
+    instruction class; with ``tile`` that tile; with neither, the first (default) tile.
     HBM: A, B and C once each (operand re-reads across output tiles hit L2);
     L2 -> SM: A once per column of output tiles, B once per row of output tiles, C once.
     Byte counts may be given when operands are shared (one weight matrix for every instance)."""
-    tm, tn = GEMM_TILE
+    if tile is None and arch is not None and arch.kind == "gpu":
+        from attnsim.model.plan import kernel_cost
+        ops = [gemm_op(name, count, m, n, k, dtype, elem_bytes, a_bytes=a_bytes, b_bytes=b_bytes, c_bytes=c_bytes,
+                       layers=layers, tile=t) for t in GEMM_TILES[arch.default_instr]]
+        return min(ops, key=lambda op: kernel_cost(arch, op).latency_s)  # ties: the first (default) tile
+    tm, tn = tile or GEMM_TILES["mma_sync"][0]
     a = count * m * k * elem_bytes if a_bytes is None else a_bytes  # read A
     b = count * k * n * elem_bytes if b_bytes is None else b_bytes  # read B
     c = count * m * n * elem_bytes if c_bytes is None else c_bytes  # write C
     col_tiles, row_tiles = math.ceil(n / tn), math.ceil(m / tm)
     l2 = a * col_tiles + b * row_tiles + c
     smem = GEMM_STAGES * (tm + tn) * GEMM_K_STEP * elem_bytes
-    return KernelOp(name, ctas=count * row_tiles * col_tiles, gemms=(Gemm(count, m, n, k),), hbm_bytes=a + b + c,
-                    l2_bytes=l2, smem_bytes_per_cta=smem, warps=8, dtype=dtype, count=layers)
+    return KernelOp(f"{name} [{tm}x{tn} tiles]" if tile else name, ctas=count * row_tiles * col_tiles,
+                    gemms=(Gemm(count, m, n, k),), hbm_bytes=a + b + c, l2_bytes=l2, smem_bytes_per_cta=smem,
+                    warps=8, dtype=dtype, count=layers)
 
 
 def stream_op(name: str, read_bytes: float, write_bytes: float, *, vector_ops: float = 0.0, exps: float = 0.0,
