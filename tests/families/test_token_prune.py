@@ -122,6 +122,13 @@ def test_prune_before_the_first_layer():
     assert attnsim.predict(H100, w).latency_s == pytest.approx(want, rel=1e-12)
 
 
+@pytest.mark.parametrize("mapping,name", [(None, "flash3"), ("flash2", "flash2")], ids=["default", "flash2"])
+def test_mapping_applies_to_both_attention_calls(mapping, name):
+    ops = [op for op in plan_for(H100, prune_w(), mapping).ops if isinstance(op, AttentionOp)]
+    assert [op.mapping.name for op in ops] == [name, name]
+    assert [op.workload.seq_q for op in ops] == [640, 160]
+
+
 @pytest.mark.parametrize("score,probes", [("attention", 1), ("attention", 64), ("similarity", 4),
                                           ("similarity", 32)],
                          ids=["cls", "probes64", "sim4", "sim32"])
@@ -141,13 +148,15 @@ def test_useful_flops_are_the_cascade_mma(score, probes):
 def test_golden_pass_llava_like():
     """seq 640 = 576 image + 64 text tokens, 8 heads x 64 (hidden 512), bf16, keep 0.25, 8 probes.
     score: K read once 640*8*64*2 = 655360, probe queries 8*8*64*2 = 8192, scores 640*4 = 2560
-           -> 666112 B; 8 heads x ceil(8/64) = 8 CTAs; 8 probes < 16 rows: the products run on the
+           -> 666112 B; 8 heads x ceil(8/64) = 8 CTAs before the key split; flash-attn's split
+           heuristic (2 x 132 slots, 640/64 = 10 key tiles) splits 10 ways -> 80 CTAs (8 of 264 slots
+           would leave the GPU idle); 8 probes < 16 rows: the products run on the
            vector units, 2 passes x 8*8*640*64 = 5242880 FMAs + 6*8*8*640 = 245760 softmax ops
     top-k: 16 radix passes x 7 ops x 576 = 64512 ops; HBM 576*4 + 144*(4 + 8) = 4032 B; one CTA
     gather: 208 kept rows x 512 x 2 B read and written + 208*8 index bytes = 427648 B"""
     w = prune_w(keep=0.25, text_tokens=64, probes=8)
     score, topk, gather = plan_for(H100, w).ops[1:4]
-    assert (score.hbm_bytes, score.ctas, score.gemms) == (666112, 8, ())
+    assert (score.hbm_bytes, score.ctas, score.gemms) == (666112, 80, ())
     assert score.vector_ops == 5242880 + 245760
     assert (topk.vector_ops, topk.hbm_bytes, topk.ctas) == (64512, 4032, 1)
     assert gather.hbm_bytes == 427648

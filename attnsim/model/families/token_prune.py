@@ -11,10 +11,10 @@ attention calls are costed by the attention models exactly as ``attnsim.predict`
 workload; ``mapping`` (None, an algorithm name, a KernelMapping or a SpatialMapping) applies to
 both attention calls. Only attention and the pass are costed (no MLPs, no projections).
 
-The score kernel (score=attention) is one fused two-pass kernel per (b, head, probe tile): pass 1
-streams K for each probe row's max and sum of exp, pass 2 streams K again and accumulates the
-normalized probabilities into the per-key score with fp32 atomics; no [probes, N] map reaches
-HBM. (Frameworks that ask for attention weights materialize that map: for a few probes the
+The score kernel (score=attention) is one fused two-pass kernel per (b, head, probe tile, key
+block): pass 1 streams its keys for each probe row's max and sum of exp, the per-block statistics
+are combined, pass 2 streams the keys again and accumulates the normalized probabilities into the
+per-key score with fp32 atomics; no [probes, N] map reaches HBM. (Frameworks that ask for attention weights materialize that map: for a few probes the
 difference is small; for probes = seq this plan is the efficient kernel, not the eager one.)
 Probe products thinner than an MMA tile (probes < 16) run on the vector units, as decode kernels do.
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+from attnsim.mapping.kernel import flash_splits_heuristic
 from attnsim.model.families.common import attention_op, softmax_view, stream_op
 from attnsim.model.plan import DTYPE_BYTES, INSTR_TILE, Gemm, KernelOp, Plan
 from attnsim.workload.families import token_prune as fam
@@ -35,19 +36,30 @@ RADIX_BITS, KEY_BITS = 2, 32
 THIN = INSTR_TILE["mma_sync"][0]  # fewer probe rows than the smallest MMA m-tile: vector units
 
 
-def score_attention(w) -> KernelOp:
+def key_splits(arch, w) -> int:
+    """Key blocks per (b, head, probe tile) of the score kernel, picked as flash-attention picks
+    its split-KV count (``flash_splits_heuristic``, with 2 x SMs slots as flash-attn calls it)."""
+    if arch.kind != "gpu":
+        return 1
+    ctas = w.batch * w.heads * math.ceil(w.param("probes") / SCORE_TILE[0])
+    return flash_splits_heuristic(ctas, 2 * arch.gpu.sm_count, math.ceil(w.seq_kv / SCORE_TILE[1]))
+
+
+def score_attention(arch, w) -> KernelOp:
     e = DTYPE_BYTES[w.dtype]
     b, h, hkv, n, d, p = w.batch, w.heads, w.kv_heads, w.seq_kv, w.head_dim, w.param("probes")
-    bm, _ = SCORE_TILE
-    tiles = math.ceil(p / bm)
+    tiles = math.ceil(p / SCORE_TILE[0])
+    splits = key_splits(arch, w)
     macs = b * h * p * n * d  # one pass of probe . key products
     gemms = (Gemm(b * h, p, n, d), Gemm(b * h, p, n, d)) if p >= THIN else ()
     k_read = b * hkv * n * d * e  # read K once from HBM (its query heads share it through L2)
-    return KernelOp("prune: score (probe attention)", ctas=b * h * tiles, gemms=gemms,
+    stats = 2 * b * h * p * splits * 2 * F32  # per-split (max, sum) written and read back
+    return KernelOp("prune: score (probe attention)", ctas=b * h * tiles * splits, gemms=gemms,
                     exps=2 * b * h * p * n,  # exp in both passes
                     vector_ops=6 * b * h * p * n + (0 if gemms else 2 * macs),  # + probe FMAs when thin
                     hbm_bytes=k_read + b * h * p * d * e + b * n * F32,  # K, probe queries; write scores
-                    l2_bytes=2 * b * h * tiles * n * d * e + b * h * p * d * e + b * h * tiles * n * F32,  # K twice, atomics
+                    l2_bytes=(2 * b * h * tiles * n * d * e + b * h * p * d * e * splits  # K twice, queries
+                              + b * h * tiles * n * F32 + stats),  # score atomics, split statistics
                     warps=4, dtype=w.dtype)
 
 
@@ -79,8 +91,8 @@ def gather(w) -> KernelOp:
                      write_bytes=rows * fam.hidden_width(w) * e)
 
 
-def pass_ops(w) -> tuple:
-    score = score_attention(w) if w.param("score") == "attention" else score_similarity(w)
+def pass_ops(arch, w) -> tuple:
+    score = score_attention(arch, w) if w.param("score") == "attention" else score_similarity(w)
     return score, topk(w), gather(w)
 
 
@@ -94,7 +106,7 @@ def plan(arch, w, mapping=None) -> Plan:
         k = fam.kept_tokens(w)
         pruned = softmax_view(w, seq_q=k, seq_kv=k)
         before = (attention_op("attention (full length)", arch, full, mapping, count=pl),) if pl else ()
-        ops = before + pass_ops(w) + (attention_op("attention (pruned)", arch, pruned, mapping, count=layers - pl),)
+        ops = before + pass_ops(arch, w) + (attention_op("attention (pruned)", arch, pruned, mapping, count=layers - pl),)
         label = f"{pl} x attention N={w.seq_q}, prune ({w.param('score')}), {layers - pl} x attention N={k}"
     return Plan(w.family, ops, fam.cascade_ops(w)["mma"], label,
                 counts={"kept tokens": float(fam.kept_tokens(w) if fam.prunes(w) else w.seq_q),
