@@ -14,8 +14,9 @@ both attention calls. Only attention and the pass are costed (no MLPs, no projec
 The score kernel (score=attention) is one fused two-pass kernel per (b, head, probe tile, key
 block): pass 1 streams its keys for each probe row's max and sum of exp, the per-block statistics
 are combined, pass 2 streams the keys again and accumulates the normalized probabilities into the
-per-key score with fp32 atomics; no [probes, N] map reaches HBM. (Frameworks that ask for attention weights materialize that map: for a few probes the
-difference is small; for probes = seq this plan is the efficient kernel, not the eager one.)
+per-key score with fp32 atomics; no [probes, N] map reaches HBM. (Frameworks that ask for
+attention weights materialize that map: for a few probes the difference is small; for
+probes = seq this plan is the efficient kernel, not the eager one.)
 Probe products thinner than an MMA tile (probes < 16) run on the vector units, as decode kernels do.
 """
 from __future__ import annotations
