@@ -53,7 +53,6 @@ KERNELS = ("fla_chunk", "lightning_fused")
 MIN_TILE = 16  # smallest tl.dot edge (Triton) and the m16 MMA row count
 
 
-# ---------------------------------------------------------------------------- shapes
 
 
 def next_pow2(x: int) -> int:
@@ -128,7 +127,6 @@ def extents(w) -> dict[str, int]:
     return ext
 
 
-# ---------------------------------------------------------------------------- references
 
 
 def _group(q: np.ndarray, u: int) -> np.ndarray:
@@ -265,7 +263,6 @@ def gla_chunked_forward(q, k, v, log_alpha, chunk: int, subchunk: int, state=Non
     return _ungroup(o), s
 
 
-# ---------------------------------------------------------------------------- cascades
 
 
 def _feature_steps(w, m: str, n: str) -> list[Einsum]:
@@ -322,7 +319,8 @@ def gla_chunked_cascade(w) -> Cascade:
         Einsum("S", "S[b,u,c+1,e,f] = ... + Kg[b,u,c,j,e] * V[b,u,c,j,f]", "mma", ("b", "u", "s", "e", "f"), 2, False),
         Einsum("Qx", "exp(G[b,u,c,i,e])", "exp", ("b", "u", "q", "e"), 1, False),
         Einsum("Qm", "Qg[b,h,c,i,e] = Q * exp(G)", "vector", ("b", "h", "q", "e"), 1, False),
-        Einsum("Oq", "O[b,h,c,i,f] = Qg[b,h,c,i,e] * S[b,u,c,e,f]   (c >= 1)", "mma", ("b", "h", "q", "e", "f"), 2, False),
+        Einsum("Oq", "O[b,h,c,i,f] = Qg[b,h,c,i,e] * S[b,u,c,e,f]   (c >= 1)", "mma",
+               ("b", "h", "q", "e", "f"), 2, False),
         Einsum("Aqx", "exp(G[i] - G[n_i])   (row sub-chunk start n_i)", "exp", ("b", "u", "z", "e"), 1, False),
         Einsum("Aqm", "Q * exp(...)   (subtract, multiply)", "vector", ("b", "h", "z", "e"), 2, False),
         Einsum("Akx", "exp(G[n_i] - G[j])   (per row sub-chunk)", "exp", ("b", "u", "wk", "e"), 1, False),
@@ -348,7 +346,6 @@ def linear_decode_cascade(w) -> Cascade:
     return Cascade(tuple(steps))
 
 
-# ---------------------------------------------------------------------------- checks and tables
 
 
 def _pow2_problem(w, key: str, lo: int = MIN_TILE) -> list[tuple[str, str]]:
@@ -407,7 +404,8 @@ _FDIM = Field("feature_dim", "int", required=False, default=16, min=1,
 
 FAMILIES = {
     "linear_chunked": Family(
-        "linear_chunked", "chunked causal linear attention with decay and feature maps (Lightning-2, TransNormer, Based, Hedgehog)",
+        "linear_chunked",
+        "chunked causal linear attention with decay and feature maps (Lightning-2, TransNormer, Based, Hedgehog)",
         (_CHUNK, _DECAY, _FMAP, _FDIM,
          Field("kernel", "enum", required=False, default="fla_chunk", choices=KERNELS,
                help="fla_chunk: FLA's chunk_fwd_h + chunk_fwd_o; lightning_fused: Lightning-2's one kernel"),
