@@ -37,7 +37,8 @@ from attnsim.workload.families.linear import (
     MIN_TILE, chunk_lengths, effective_chunk, extents, feature_dim, next_pow2, projects)
 
 WARPS = 4  # Triton's default num_warps; in every autotune list of the kernels above
-STAGES = 2  # smallest num_stages of FLA's autotune lists (shared memory per CTA, for occupancy)
+STAGES = 2  # smallest num_stages in chunk_fwd_h's autotune list (shared memory per CTA: occupancy only)
+O_STAGES = 3  # chunk_fwd_o: every autotune config uses num_stages=3
 FEATURE_ROWS = 64  # Q/K rows per CTA of the feature-map kernel
 LIGHTNING_BLOCK_MODEL = 32  # lightning_attn2.py: BLOCK_MODEL = min(next_pow2(e), 32)
 CUMSUM_BS = 64  # largest BS of FLA's chunk_local_cumsum autotune list (channels per CTA)
@@ -193,7 +194,7 @@ def fla_output_op(w, s: Dims) -> KernelOp:
     o = s.b * s.h * s.n * s.f * s.eb  # write O
     hbm = q + (kq + vq + st) / s.g + o
     l2 = (q + kq) * s.nv + vq + st + o  # each V block re-reads Q and K
-    smem = STAGES * (2 * s.c * s.bk + s.bk * s.bv) * s.eb + s.c * s.bv * s.eb
+    smem = O_STAGES * (2 * s.c * s.bk + s.bk * s.bv) * s.eb + s.c * s.bv * s.eb
     return KernelOp("chunk_fwd_o", ctas=ctas, gemms=gemms, exps=exps, vector_ops=vec, hbm_bytes=hbm, l2_bytes=l2,
                     smem_bytes_per_cta=smem, warps=WARPS, dtype=w.dtype)
 
