@@ -83,6 +83,7 @@ class KernelOp:
     overlap: bool = False  # vector work overlaps the MMAs (separate warps / pipelined arrays)
     dtype: str = "bf16"  # the GEMMs' input dtype
     count: int = 1  # identical launches (e.g. one per layer)
+    instr: str | None = None  # GPU matrix instruction class; None = the arch's best (wgmma on Hopper)
 
     @property
     def useful_flops(self) -> float:
@@ -141,7 +142,7 @@ class KernelCost:
 def _gpu_kernel(arch: Arch, op: KernelOp) -> KernelCost:
     from attnsim.model.gpu_kernel import uniform_makespan
     g, c = arch.gpu, arch.compute
-    instr = arch.default_instr
+    instr = op.instr or arch.default_instr
     mma = sum(gm.padded_flops(instr) for gm in op.gemms)
     rate = arch.matrix_flops_per_cycle(instr, op.dtype) * arch.efficiency.mma[instr] if op.gemms else 1.0
     if op.smem_bytes_per_cta > g.smem_per_cta_bytes:
