@@ -62,6 +62,7 @@ SECTION_HEADINGS = (
     "## Roofline",
     "## Binding resources",
     "## Worked example: explain()",
+    "## Attention families",
 )
 PLOTS = ("prefill_latency.png", "prefill_tflops.png", "decode_latency.png", "roofline.png")
 CSV_COLUMNS = (
@@ -592,6 +593,8 @@ def build_report(out_dir: str | Path, *, quick: bool = False, progress: bool = T
     L += _roofline_section(df, archs)
     L += _binding_section(points, df, quick)
     L += _explain_section(archs)
+    from attnsim.report_families import families_section
+    L += families_section(archs, out)
     readme = out / "README.md"
     readme.write_text("\n".join(L))
     return readme

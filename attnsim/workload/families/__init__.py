@@ -52,6 +52,8 @@ class Family:
     ``check``: Workload -> list of (key, message) problems beyond the parameter table
     (e.g. "budget exceeds seq_kv"); None when the table says everything.
     ``decode``: a decode-step family (one query position per sequence by default).
+    ``baseline``: Workload -> the Workload this one is compared with in reports, or None when it
+    has no such twin; None (the field) means softmax attention on the same shape and mask.
     """
 
     name: str
@@ -60,6 +62,7 @@ class Family:
     cascade: Callable
     check: Callable | None = None
     decode: bool = False
+    baseline: Callable | None = None
 
 
 def family(name: str) -> Family:

@@ -325,7 +325,8 @@ def _check_mamba2(w) -> list[tuple[str, str]]:
 
 FAMILIES = {
     "mamba_scan": Family("mamba_scan", "Mamba's selective scan (state N per channel; fused or HBM-materialized)",
-                         MAMBA_SCAN_PARAMS, mamba_scan_cascade, _check_mamba_scan),
+                         MAMBA_SCAN_PARAMS, mamba_scan_cascade, _check_mamba_scan,
+                         baseline=lambda w: None),  # its heads x head_dim are channels: no attention twin
     "mamba2_ssd": Family("mamba2_ssd", "Mamba-2's chunked state-space duality (scalar decay per head)",
                          MAMBA2_PARAMS, mamba2_cascade, _check_mamba2),
 }

@@ -216,7 +216,14 @@ def _check(w) -> list[tuple[str, str]]:
     return probs
 
 
+def _unpruned(w):
+    """The same model with nothing pruned (keep = 1: every layer at full length, no pass)."""
+    from dataclasses import replace
+    from attnsim.workload.spec import resolve_params
+    return replace(w, name="", params=resolve_params("token_prune", {**w.params.as_dict(), "keep": 1.0}))
+
+
 FAMILIES = {
     "token_prune": Family("token_prune", "a token-pruning pass that shortens the later layers (HiPrune, FlowCut, ZipVL)",
-                          PARAMS, cascade, _check),
+                          PARAMS, cascade, _check, baseline=_unpruned),
 }
