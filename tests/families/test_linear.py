@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import attnsim
 from attnsim.errors import MappingError, WorkloadError
@@ -13,7 +13,7 @@ from attnsim.model.families import linear as plans
 from attnsim.workload.families import linear as L
 
 H100 = attnsim.load_arch("h100_sxm5_80gb")
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 TOL = dict(rtol=1e-10, atol=1e-10)
 
 
@@ -313,7 +313,19 @@ def linear_cases(draw):
         params["kernel"] = draw(st.sampled_from(["fla_chunk", "lightning_fused"]))
     if family != "gla_chunked":
         params["feature_map"] = draw(st.sampled_from(["identity", "taylor2", "hedgehog"]))
-    return attnsim.attention(family, params=params, **shape)
+    w = attnsim.attention(family, params=params, **shape)
+    try:  # a state that outgrows shared memory is a MappingError (tested below), not a case here
+        attnsim.predict(H100, w)
+    except MappingError:
+        assume(False)
+    return w
+
+
+def test_lightning_state_that_outgrows_shared_memory_is_a_clear_error():
+    w = attnsim.attention("linear_chunked", seq=1024, heads=8, head_dim=128, causal=True,
+                          params={"kernel": "lightning_fused", "feature_map": "taylor2", "feature_dim": 32})
+    with pytest.raises(MappingError, match="KiB of shared memory per CTA; h100_sxm5_80gb allows 227.0 KiB"):
+        attnsim.predict(H100, w)
 
 
 def _compulsory_bytes(w):
