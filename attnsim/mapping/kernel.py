@@ -124,9 +124,9 @@ def block_table_bytes(m: KernelMapping, w: Workload) -> tuple[float, float]:
     """(bytes of block-table entries one CTA reads per key tile, block-table bytes read from HBM)
     of a paged cache: a tile of block_n keys spans ceil(block_n / page) pages (pages and tiles
     nest, checked by check_mapping); each sequence's table is ceil(N / page) int32 entries."""
-    if not m.paged_block_table:
-        return 0.0, 0.0
     page = w.kv_page
+    if not m.paged_block_table or page < 1:  # (no pages: check_mapping refuses the mapping)
+        return 0.0, 0.0
     per_tile = math.ceil(m.block_n / page) * BLOCK_TABLE_ENTRY_BYTES
     return float(per_tile), float(w.batch * math.ceil(w.seq_kv / page) * BLOCK_TABLE_ENTRY_BYTES)
 

@@ -18,7 +18,7 @@ from attnsim.model.families import kvcache as P
 from attnsim.model.families.common import attention_mapping, softmax_view
 from attnsim.model.gpu_reference import MK_CAUSAL, MK_FULL, fused_kv_traffic_ref
 from attnsim.model.lower import lower_gpu
-from attnsim.model.plan import AttentionOp, kernel_cost
+from attnsim.model.plan import kernel_cost
 from attnsim.workload.families import kvcache as F
 from attnsim.workload.reference import attention_reference
 from attnsim.workload.spec import WORKLOAD_DIR

@@ -67,9 +67,9 @@ def _budget_view(w: Workload, budget: int, sel: int) -> Workload:
     return softmax_view(w, heads=sel * per, kv_heads=sel, seq_kv=budget)
 
 
-def _compression_ops(w: Workload, budget_heads: int, layers: int) -> list:
-    """SnapKV's pass over one layer (snapkv_utils.update_kv), count = layers; budget_heads is the
-    layer's kept (selecting head, token) pairs."""
+def _compression_ops(w: Workload, kept_rows: int, layers: int) -> list:
+    """SnapKV's pass over one layer (snapkv_utils.update_kv), count = layers; kept_rows is the
+    layer's kept (sequence, selecting head, token) triples."""
     B, H, N, D, W, eb = w.batch, w.heads, w.seq_kv, w.head_dim, w.param("window"), w.dtype_bytes
     S = F.selection_heads(w)
     # every query head's window against its (repeat_kv-expanded) keys; scores written at the dtype
@@ -78,9 +78,9 @@ def _compression_ops(w: Workload, budget_heads: int, layers: int) -> list:
     soft = stream_op("snapkv softmax + window sum", s_bytes, B * H * N * 4, exps=B * H * W * N,
                      vector_ops=5.0 * B * H * W * N, layers=layers)
     group_sum = 0.0 if w.param("per_query_head") else float(B * H * N)
-    select = stream_op("snapkv pool + top-k", B * H * N * 4, (budget_heads - B * S * W) * INDEX_BYTES,
+    select = stream_op("snapkv pool + top-k", B * H * N * 4, (kept_rows - B * S * W) * INDEX_BYTES,
                        vector_ops=group_sum + B * S * N * (w.param("pool") + F.TOPK_RADIX_PASSES), layers=layers)
-    kv = budget_heads * (w.head_dim + w.value_dim) * eb  # the kept rows, read and written once
+    kv = kept_rows * (w.head_dim + w.value_dim) * eb  # the kept rows, read and written once
     gather = stream_op("snapkv gather (compressed cache)", kv, kv, layers=layers)
     return [scores, soft, select, gather]
 

@@ -480,6 +480,7 @@ def think_channels(q_obs, k, kept):
     of k^2; each KV head keeps its `kept` highest-scoring channels.  # idx [B, Hkv, kept], sorted"""
     B, H = q_obs.shape[:2]
     Hkv, D = k.shape[1], k.shape[3]
+    q_obs = q_obs[:, :, -THINK_OBS:]  # [B, H, <=32, D]
     qn = (q_obs ** 2).mean(axis=2).reshape(B, Hkv, H // Hkv, D).sum(axis=2)  # [B, Hkv, D]
     score = qn * (k ** 2).mean(axis=2)  # [B, Hkv, D]
     idx = np.argsort(-score, axis=-1, kind="stable")[..., :kept]
