@@ -513,7 +513,7 @@ def test_spatial_decode_op_equals_the_spatial_model():
 def test_spatial_quant_reads_the_quantized_cache():
     w = wl("kv_quant", params={"kv_dtype": "int8", "group": 64})
     r = attnsim.predict(FUSEMAX, w)
-    kv = 2 * 2 * 1000 * 256 * (1 + 4 / 64)
+    kv = 2 * 2 * 1000 * 256 * (1 + 4 / 64)  # B Hkv N (D + F) elements x (1 byte + fp16 scale and zero per 64)
     assert r.traffic_bytes["DRAM"] == 2 * 8 * 128 * 2 + kv + 2 * 8 * 128 * 2
 
 
