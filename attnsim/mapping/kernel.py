@@ -12,6 +12,16 @@ A kernel mapping says how one attention call runs on a GPU:
 is split over CTAs and a combine kernel merges the partial outputs) or 'unfused' (three
 kernels: S = QK^T, softmax, O = PV, with S and P in HBM; block_m x block_n is the GEMM tile).
 It lowers to the general loop-nest form in ``attnsim.mapping.loopnest``.
+
+How the kernel reads the KV cache (the defaults are a plain bf16/fp16 cache):
+
+    kv_bytes           bytes per K/V element as stored (None: the workload dtype); a
+                       quantized cache, e.g. 0.625 for int4 with an fp16 scale and zero per 32
+    dequant_ops        vector ops per loaded K/V element to turn it into the compute dtype
+    shared_kv          V is the first value_dim channels of each K row (MLA's latent cache,
+                       FlashMLA): one buffer per key tile, V costs no bytes of its own
+    paged_block_table  K/V live in pages of Workload.kv_page tokens; each key tile reads its
+                       int32 block-table entries (vLLM / flash_attn_with_kvcache block_table)
 """
 from __future__ import annotations
 
@@ -31,6 +41,14 @@ LAUNCH_ORDERS = ("m_fastest", "longest_first", "head_fastest")
 ALGORITHMS = KERNEL_NAMES
 # Head dims a FlashAttention-style kernel is compiled for; others are padded up to the next.
 SUPPORTED_HEAD_DIMS = (32, 64, 96, 128, 160, 192, 224, 256)
+# FlashMLA is compiled for one shape: QK head dim 576 (latent 512 + RoPE 64), V head dim 512
+# (deepseek-ai/FlashMLA csrc/kernels/traits.h: HEAD_DIM_K 576, HEAD_DIM_V 512, BLOCK_SIZE_M 64,
+# PAGE_BLOCK_SIZE 64, 256 threads).
+FLASH_MLA_HEAD_DIMS = (576, 512)
+FLASH_MLA_BLOCK_M = 64
+FLASH_MLA_BLOCK_N = 64
+FLASH_MLA_WARPS = 8
+BLOCK_TABLE_ENTRY_BYTES = 4  # int32 page index per page of a sequence
 
 
 @dataclass(frozen=True)
@@ -47,10 +65,19 @@ class KernelMapping:
     softmax_overlap: bool = False  # FA3-style: softmax of one tile overlaps the MMAs of another
     registers_per_thread: int | None = None  # from ptxas when known, else estimated
     name: str = ""
+    kv_bytes: float | None = None  # bytes per stored K/V element (None: the workload dtype)
+    dequant_ops: float = 0.0  # vector ops per loaded K/V element (dequantization)
+    shared_kv: bool = False  # V = the first value_dim channels of each K row (MLA latent cache)
+    paged_block_table: bool = False  # K/V in pages of Workload.kv_page tokens, found through a block table
 
     def label(self) -> str:
-        return self.name or (f"{self.style}-{self.block_m}x{self.block_n}-w{self.warps}-s{self.stages}"
-                             f"-split{self.split_kv}-{self.instr}" + ("-overlap" if self.softmax_overlap else ""))
+        if self.name:
+            return self.name
+        cache = ((f"-kv{self.kv_bytes:g}B" if self.kv_bytes is not None else "")
+                 + (f"-deq{self.dequant_ops:g}" if self.dequant_ops else "")
+                 + ("-sharedkv" if self.shared_kv else "") + ("-paged" if self.paged_block_table else ""))
+        return (f"{self.style}-{self.block_m}x{self.block_n}-w{self.warps}-s{self.stages}"
+                f"-split{self.split_kv}-{self.instr}" + ("-overlap" if self.softmax_overlap else "") + cache)
 
     def with_changes(self, **changes) -> "KernelMapping":
         return replace(self, **changes)
@@ -65,12 +92,23 @@ def padded_head_dim(d: int) -> int:
                                f"{SUPPORTED_HEAD_DIMS[-1]}", key="head_dim"))
 
 
+def kernel_head_dims(m: KernelMapping, w: Workload) -> tuple[int, int]:
+    """(D, F) a fused kernel computes with: the next compiled sizes, or FlashMLA's one shape
+    for a shared (latent) K/V cache."""
+    if m.shared_kv:
+        return FLASH_MLA_HEAD_DIMS
+    return padded_head_dim(w.head_dim), padded_head_dim(w.value_dim)
+
+
 def smem_bytes_per_cta(m: KernelMapping, w: Workload) -> int:
-    """Shared memory one CTA holds: the Q tile plus `stages` K and V tiles (input dtype)."""
+    """Shared memory one CTA holds: the Q tile plus `stages` K and V tiles (input dtype).
+    With a shared K/V cache a key tile is one buffer of K rows; V is read from it in place."""
     b = w.dtype_bytes
     if m.style == "unfused":  # GEMM tile: A and B operand tiles, `stages` deep, k-step 64
         return m.stages * (m.block_m + m.block_n) * 64 * b
-    d, f = padded_head_dim(w.head_dim), padded_head_dim(w.value_dim)
+    d, f = kernel_head_dims(m, w)
+    if m.shared_kv:
+        return m.block_m * d * b + m.stages * m.block_n * d * b
     return m.block_m * d * b + m.stages * m.block_n * (d + f) * b
 
 
@@ -78,8 +116,19 @@ def estimated_registers(m: KernelMapping, w: Workload) -> int:
     """Data registers per thread: the fp32 O accumulator and the fp32 S/P tile, spread over the
     CTA's threads (a lower bound; ptxas adds addresses and indices)."""
     threads = 32 * m.warps
-    f = padded_head_dim(w.value_dim) if m.style != "unfused" else 0
+    f = kernel_head_dims(m, w)[1] if m.style != "unfused" else 0
     return math.ceil(m.block_m * (f + m.block_n) / threads)
+
+
+def block_table_bytes(m: KernelMapping, w: Workload) -> tuple[float, float]:
+    """(bytes of block-table entries one CTA reads per key tile, block-table bytes read from HBM)
+    of a paged cache: a tile of block_n keys spans ceil(block_n / page) pages (pages and tiles
+    nest, checked by check_mapping); each sequence's table is ceil(N / page) int32 entries."""
+    page = w.kv_page
+    if not m.paged_block_table or page < 1:  # (no pages: check_mapping refuses the mapping)
+        return 0.0, 0.0
+    per_tile = math.ceil(m.block_n / page) * BLOCK_TABLE_ENTRY_BYTES
+    return float(per_tile), float(w.batch * math.ceil(w.seq_kv / page) * BLOCK_TABLE_ENTRY_BYTES)
 
 
 def check_mapping(m: KernelMapping, w: Workload, arch: Arch, file: str | None = None) -> None:
@@ -120,10 +169,16 @@ def check_mapping(m: KernelMapping, w: Workload, arch: Arch, file: str | None = 
         if w.head_dim % 8 or w.value_dim % 8:
             bad("head_dim", f"head_dim and value_dim must be multiples of 8 (16-byte vector loads); "
                             f"got {w.head_dim} and {w.value_dim}")
-        try:
-            padded_head_dim(max(w.head_dim, w.value_dim))
-        except MappingError as e:
-            probs.extend(e.problems)
+        if m.shared_kv:
+            if (w.head_dim, w.value_dim) != FLASH_MLA_HEAD_DIMS:
+                bad("head_dim", f"a shared (latent) K/V kernel is compiled for head_dim, value_dim = "
+                                f"{FLASH_MLA_HEAD_DIMS} (FlashMLA); got {w.head_dim}, {w.value_dim}")
+        else:
+            try:
+                padded_head_dim(max(w.head_dim, w.value_dim))
+            except MappingError as e:
+                probs.extend(e.problems)
+    _check_cache_format(m, w, bad)
     if not probs:
         smem = smem_bytes_per_cta(m, w)
         limit = arch.gpu.smem_per_cta_bytes
@@ -138,6 +193,24 @@ def check_mapping(m: KernelMapping, w: Workload, arch: Arch, file: str | None = 
                 "use more warps or a smaller tile")
     if probs:
         raise MappingError(probs)
+
+
+def _check_cache_format(m: KernelMapping, w: Workload, bad) -> None:
+    """The KV-cache fields: positive byte counts, and kernels that can read the format."""
+    if m.kv_bytes is not None and not m.kv_bytes > 0:
+        bad("kv_bytes", f"expected a positive number of bytes per K/V element, got {m.kv_bytes!r}")
+    if m.dequant_ops < 0:
+        bad("dequant_ops", f"expected a non-negative number of vector ops per element, got {m.dequant_ops!r}")
+    if m.style == "unfused" and (m.kv_bytes is not None or m.dequant_ops or m.shared_kv or m.paged_block_table):
+        bad("style", "the unfused model reads a plain contiguous K/V cache at the workload dtype; "
+                     "kv_bytes, dequant_ops, shared_kv and paged_block_table need a fused or split_kv kernel")
+    if m.paged_block_table:
+        if w.kv_page < 1:
+            bad("paged_block_table", f"a block-table kernel needs a paged cache (Workload.kv_page >= 1); "
+                                     f"got kv_page={w.kv_page}")
+        elif m.block_n % w.kv_page and w.kv_page % m.block_n:
+            bad("block_n", f"key tiles and pages must nest (one a multiple of the other); got block_n="
+                           f"{m.block_n}, kv_page={w.kv_page}")
 
 
 def flash_splits_heuristic(ctas_without_split: int, slots: int, n_key_tiles: int, max_splits: int = 128) -> int:
@@ -217,6 +290,30 @@ def default_mapping(algorithm: str, arch: Arch, w: Workload) -> KernelMapping:
     return _flash2_split_mapping(arch, w, rows, "flash_decode")
 
 
+def flash_mla_mapping(arch: Arch, w: Workload) -> KernelMapping:
+    """FlashMLA's dense decode kernel (deepseek-ai/FlashMLA): MQA over the latent cache, the
+    s_q * H / Hkv query rows of a KV head in 64-row blocks (h_q = 128 -> two CTAs per sequence),
+    64-key pages shared by K and V, 2 warpgroups with softmax overlapped with the MMAs
+    ("seesaw" schedule), double-buffered K, split-KV with a combine kernel.
+
+    Its tile scheduler (get_mla_metadata) gives each of num_sm_parts = SMs / Hkv /
+    ceil(rows / 64) persistent CTAs an equal share of all sequences' key blocks; for equal
+    lengths that is split_kv = max(1, num_sm_parts // batch) splits of each sequence (one wave).
+    On a GPU without wgmma (no FlashMLA build) the same tiling on mma.sync is assumed,
+    single-buffered where shared memory is short."""
+    rows = w.seq_q * w.group
+    qpc = max(q for q in range(1, min(w.group, FLASH_MLA_BLOCK_M) + 1) if w.group % q == 0)
+    parts = max(1, arch.gpu.sm_count // w.kv_heads // math.ceil(rows / FLASH_MLA_BLOCK_M))
+    has_wgmma = "wgmma" in arch.compute.matrix_flops_per_cycle
+    m = KernelMapping(style="split_kv", block_m=FLASH_MLA_BLOCK_M, block_n=FLASH_MLA_BLOCK_N,
+                      warps=FLASH_MLA_WARPS, stages=2, split_kv=max(1, parts // w.batch), q_heads_per_cta=qpc,
+                      instr="wgmma" if has_wgmma else "mma_sync", softmax_overlap=has_wgmma, shared_kv=True,
+                      name="flash_mla")
+    if smem_bytes_per_cta(m, w) > arch.gpu.smem_per_cta_bytes:
+        m = m.with_changes(stages=1)
+    return m
+
+
 MAPPING_FIELDS = [
     Field("name", "str", required=False, default=""),
     Field("style", "enum", choices=STYLES),
@@ -230,6 +327,12 @@ MAPPING_FIELDS = [
     Field("instr", "enum", choices=("mma_sync", "wgmma"), required=False, default="mma_sync"),
     Field("softmax_overlap", "bool", required=False, default=False),
     Field("registers_per_thread", "int", min=1, required=False),
+    Field("kv_bytes", "float", min=0, required=False, help="bytes per stored K/V element (quantized cache)"),
+    Field("dequant_ops", "float", min=0, required=False, default=0.0,
+          help="vector ops per loaded K/V element (dequantization)"),
+    Field("shared_kv", "bool", required=False, default=False, help="V is part of the K rows (MLA latent cache)"),
+    Field("paged_block_table", "bool", required=False, default=False,
+          help="K/V in pages found through a block table (needs Workload.kv_page)"),
     Field("description", "str", required=False, default=""),
 ]
 

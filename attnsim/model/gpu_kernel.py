@@ -16,6 +16,11 @@ Per design point (fused / split-KV styles):
     CTAs       c_i = L_i * t_tile + Q load + O store; k CTAs share an SM
     makespan   max(longest CTA, sum(c_i)/SMs, waves of the shortest CTA)   (three lower bounds)
     memory     max(makespan, HBM bytes / BW, L2 bytes / BW) + launch overhead
+
+K/V bytes per key position are D * K_BYTES + F * V_BYTES (both the workload dtype unless the
+kernel reads a quantized cache; V_BYTES 0 when V is part of the K rows, as in MLA's latent
+cache), plus IDX_TILE_BYTES of block-table entries per key tile (paged caches). A dequantizing
+kernel spends DEQUANT_OPS vector ops per K/V element it loads, on top of the softmax's.
 """
 import math
 
@@ -32,7 +37,8 @@ from attnsim.numba_config import JIT_OPTS
  SMS, CLOCK, MMA_PER_CYCLE, MMA_EFF, EXP_PER_CYCLE, VEC_PER_CYCLE,
  MAX_CTAS, MAX_WARPS, MAX_THREADS, REGS_PER_SM, SMEM_SM,
  HBM_BW, HBM_EFF, L2_BW, L2_EFF, L2_CAP, SMEM_BYTES_PER_CYCLE, LAUNCH_S,
- E_HBM, E_L2, E_SMEM, E_MMA, E_EXP, E_VEC, P_STATIC, COMBINE_S, N_IN) = range(59)
+ E_HBM, E_L2, E_SMEM, E_MMA, E_EXP, E_VEC, P_STATIC, COMBINE_S,
+ K_BYTES, V_BYTES, DEQUANT_OPS, IDX_TILE_BYTES, IDX_HBM_BYTES, N_IN) = range(64)
 
 # ---- output columns ----
 (O_STATUS, O_LATENCY, O_T_COMPUTE, O_T_HBM, O_T_L2, O_T_LAUNCH, O_T_COMBINE, O_BOUND,
@@ -238,11 +244,13 @@ def eval_fused(p, out):
     # ---- per-tile SM cycles ----
     mma_tile = 2.0 * br * bc * (dp + fp)
     exp_tile = br * bc + br  # P, plus the rescale factor of each row
-    vec_tile = SOFTMAX_VECTOR_OPS_PER_ELEMENT * br * bc + br * fp  # softmax + rescale O
+    # softmax + rescale O, + dequantize the Bc*(D+F) K/V elements the CTA loads
+    vec_tile = SOFTMAX_VECTOR_OPS_PER_ELEMENT * br * bc + br * fp + p[DEQUANT_OPS] * bc * (d + f)
     t_mma = mma_tile / (p[MMA_PER_CYCLE] * p[MMA_EFF])
     t_soft = max(exp_tile / p[EXP_PER_CYCLE], vec_tile / p[VEC_PER_CYCLE])
     t_c = max(t_mma, t_soft) if p[OVERLAP] > 0 else t_mma + t_soft
-    kv_tile_bytes = bc * (d + f) * eb  # read Bc*(D+F) elements of K and V
+    kv_row_bytes = d * p[K_BYTES] + f * p[V_BYTES]  # one key position's K and V
+    kv_tile_bytes = bc * kv_row_bytes + p[IDX_TILE_BYTES]  # Bc keys of K and V (+ their block-table entries)
     smem_tile = (1.0 + p[SMEM_READERS]) * bc * (dp + fp) * eb  # write once, read by each warp(group)
     t_smem = smem_tile / p[SMEM_BYTES_PER_CYCLE]
     l2_per_sm_cycle = p[L2_BW] * p[L2_EFF] / clock / sms  # fair share of L2->SM bandwidth
@@ -270,7 +278,7 @@ def eval_fused(p, out):
     q_bytes = b * h * m_len * d * eb
     o_bytes = b * h * m_len * f * eb
     kv_visit_bytes = visits * kv_tile_bytes
-    kv_compulsory = b * hkv * n_len * (d + f) * eb
+    kv_compulsory = b * hkv * n_len * kv_row_bytes
     partial_bytes = 0.0
     if split > 1:
         partial_bytes = b * h * m_len * split * (f + 1) * 4.0  # fp32 partial O and log-sum-exp
@@ -285,12 +293,13 @@ def eval_fused(p, out):
     ctas_per_head = rows * split
     heads_live = max(1.0, math.ceil(slots / ctas_per_head))
     kv_heads_live = max(1.0, math.ceil(heads_live * qpc * hkv / h))
-    working_set = kv_heads_live * n_len * (d + f) * eb
+    working_set = kv_heads_live * n_len * kv_row_bytes
     miss = 0.0 if working_set <= p[L2_CAP] else 1.0 - p[L2_CAP] / working_set
     kv_first = min(kv_visit_bytes, kv_compulsory)
     later_waves = max(0.0, ctas_per_head / slots - 1.0)
     refetch = min(kv_visit_bytes - kv_first, kv_first * later_waves)
     hbm_bytes = q_bytes + kv_first + refetch * miss + o_main  # repeated Q reads of the splits hit L2
+    hbm_bytes += p[IDX_HBM_BYTES]  # the block table, once
     if split > 1 and partial_bytes > p[L2_CAP]:
         hbm_bytes += partial_bytes
     t_hbm = hbm_bytes / (p[HBM_BW] * p[HBM_EFF])

@@ -152,3 +152,42 @@ def fused_counts_ref(B, H, Hkv, M, N, D, F, bp, bc, qpc, split, mask_kind, windo
                     for s in range(split):
                         per_cta.append(sum(1 for j in tiles if s * chunk <= j < (s + 1) * chunk))
     return len(per_cta), sum(per_cta), max(per_cta), min(per_cta)
+
+
+def fused_kv_traffic_ref(B, H, Hkv, M, N, D, F, bp, bc, qpc, split, mask_kind, window, sink, density, causal,
+                         k_bytes, v_bytes, dequant_ops, page=0, entry_bytes=4):
+    """(K/V bytes read into SMs, block-table bytes read into SMs, dequantization ops) of a fused /
+    split-KV grid, tile by tile and key by key.
+
+    Every CTA of ``fused_counts_ref``'s grid loads each key tile it visits as bc key rows of D
+    K elements at k_bytes and F V elements at v_bytes (the model charges full tiles, the ragged
+    last one too), and dequantizes each of those D + F elements with dequant_ops vector ops.
+    With a paged cache (page > 0) each visited tile also reads one entry_bytes block-table
+    entry for every distinct page its bc key slots fall in.
+    """
+    base = (MK_CAUSAL if causal else MK_FULL) if mask_kind == MK_BLOCK else mask_kind
+    mask = element_mask(base, M, N, window, sink)
+    ncol = -(-N // bc)
+    chunk = -(-ncol // split)
+    visited = []
+    for r0 in range(0, M, bp):
+        tiles = key_tiles(mask[r0:r0 + bp], bc)
+        partial = [j for j, (any_, all_) in enumerate(tiles) if any_ and not all_]
+        full = [j for j, (any_, all_) in enumerate(tiles) if all_]
+        order = partial + full[::-1]
+        if mask_kind == MK_BLOCK and order:
+            order = order[:block_sparse_keep(len(order), len(full), density)[0]]
+        visited.append(sorted(order))
+    kv = idx = ops = 0.0
+    for _cta in range(B * (H // qpc)):
+        for tiles in visited:
+            for s in range(split):
+                for j in tiles:
+                    if not s * chunk <= j < (s + 1) * chunk:
+                        continue
+                    for _key in range(bc):
+                        kv += D * k_bytes + F * v_bytes
+                        ops += (D + F) * dequant_ops
+                    if page:
+                        idx += entry_bytes * len({key // page for key in range(j * bc, (j + 1) * bc)})
+    return kv, idx, ops

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from attnsim.arch import Arch
-from attnsim.mapping.kernel import (KernelMapping, check_mapping, estimated_registers, padded_head_dim,
-                                    smem_bytes_per_cta)
+from attnsim.mapping.kernel import (KernelMapping, block_table_bytes, check_mapping, estimated_registers,
+                                    kernel_head_dims, smem_bytes_per_cta)
 from attnsim.model import gpu_kernel as K
 from attnsim.workload.spec import Workload
 from attnsim.workload.tiles import explicit_tile_stats
@@ -57,9 +57,16 @@ def lower_gpu(arch: Arch, w: Workload, m: KernelMapping, check: bool = True) -> 
     row[K.B], row[K.H], row[K.HKV] = w.batch, w.heads, w.kv_heads
     row[K.M], row[K.N] = w.seq_q, w.seq_kv
     row[K.D], row[K.F] = w.head_dim, w.value_dim
-    row[K.DP] = padded_head_dim(w.head_dim) if m.style != "unfused" else -(-w.head_dim // 16) * 16
-    row[K.FP] = padded_head_dim(w.value_dim) if m.style != "unfused" else -(-w.value_dim // 16) * 16
+    if m.style != "unfused":
+        row[K.DP], row[K.FP] = kernel_head_dims(m, w)
+    else:
+        row[K.DP], row[K.FP] = -(-w.head_dim // 16) * 16, -(-w.value_dim // 16) * 16
     row[K.ELEM_BYTES] = w.dtype_bytes
+    # the KV cache as the kernel reads it (a plain cache: K and V at the workload dtype)
+    row[K.K_BYTES] = w.dtype_bytes if m.kv_bytes is None else m.kv_bytes
+    row[K.V_BYTES] = 0.0 if m.shared_kv else row[K.K_BYTES]
+    row[K.DEQUANT_OPS] = m.dequant_ops
+    row[K.IDX_TILE_BYTES], row[K.IDX_HBM_BYTES] = block_table_bytes(m, w)
     mk = w.mask
     row[K.MASK] = MASK_CODES[mk.kind]
     row[K.WINDOW], row[K.SINK], row[K.DENSITY], row[K.CAUSAL] = mk.window, mk.sink, mk.density, mk.causal
