@@ -290,8 +290,7 @@ def layouts(mask):
     if not mask.q_tile:
         ident = np.arange(total, dtype=np.int64)
         return ident, ident, total
-    dil = axis_params(mask)
-    dil = [a[2] for a in dil]
+    dil = [a[2] for a in axis_params(mask)]
     qtok = tile_order(mask.grid, mask.q_tile, dil)
     korder = tile_order(mask.grid, mask.kv_tile, dil)
     kpos = np.empty(total, dtype=np.int64)

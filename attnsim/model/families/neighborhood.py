@@ -75,7 +75,7 @@ def tile_counts(s: TileStats, m_len: int, n_len: int, bm: int, bn: int) -> dict:
 
 def _permute_ops(w: Workload, s: dict, q_tile: tuple, kv_tile: tuple) -> tuple[list, list]:
     """NATTEN's token permute kernels (before) and unpermute (after): one copy per tensor, into the
-    padded box order and back. None when the layout is the row-major one (1-D, no dilation, no padding)."""
+    padded box order and back; none when the layout is the row-major one (1-D, no dilation, no padding)."""
     padded_q = math.prod(-(-g // (t * d)) * t * d for g, t, d in zip(s["grid"], q_tile, s["dilation"]))
     padded_k = math.prod(-(-g // (t * d)) * t * d for g, t, d in zip(s["grid"], kv_tile, s["dilation"]))
     if len(s["grid"]) == 1 and s["dilation"] == (1,) and padded_q == padded_k == w.seq_q:
@@ -96,7 +96,7 @@ def plan(arch: Arch, w: Workload, mapping=None) -> Plan:
     nd = len(s["grid"])
     dq, dk = default_tiles(arch, w, nd)
     q_tile = s["q_tile"] or dq
-    kv_tile = s["kv_tile"] or (dk if not s["q_tile"] else q_tile)
+    kv_tile = s["kv_tile"] or dk  # settings() already made a lone q_tile the kv_tile too
     bm, bn = math.prod(q_tile), math.prod(kv_tile)
     boxes = s["tiling"] == "nd"
     mask = nbhd_mask(w, q_tile, kv_tile) if boxes else nbhd_mask(w)
