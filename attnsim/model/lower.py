@@ -71,6 +71,7 @@ def lower_gpu(arch: Arch, w: Workload, m: KernelMapping, check: bool = True) -> 
     row[K.MASK] = MASK_CODES[mk.kind]
     row[K.WINDOW], row[K.SINK], row[K.DENSITY], row[K.CAUSAL] = mk.window, mk.sink, mk.density, mk.causal
     row[K.BR], row[K.BC] = m.block_m, m.block_n
+    s = None
     if mk.kind == "neighborhood":
         bp = max(1, m.block_m // m.q_heads_per_cta)
         s = explicit_tile_stats(mk, w.seq_q, w.seq_kv, bp, m.block_n)
@@ -93,13 +94,14 @@ def lower_gpu(arch: Arch, w: Workload, m: KernelMapping, check: bool = True) -> 
     row[K.LAUNCH_S] = eff.for_kernel(m.name, "launch_overhead", row[K.LAUNCH_S])
     row[K.COMBINE_S] = eff.for_kernel(m.name, "combine_overhead", row[K.LAUNCH_S])  # split-KV combine kernel
     if not eff.for_kernel(m.name, "skip_masked_tiles", True) and mk.kind != "full" and m.style != "unfused":
-        _every_tile(row, m)
+        _every_tile(row, m, s)
     return row
 
 
-def _every_tile(row: np.ndarray, m: KernelMapping) -> None:
+def _every_tile(row: np.ndarray, m: KernelMapping, s=None) -> None:
     """A kernel that does not skip masked tiles visits every key tile of every row; the mask's
-    own full-tile and allowed-pair counts still say how much masking and useful work there is."""
+    own full-tile and allowed-pair counts still say how much masking and useful work there is.
+    ``s``: a neighborhood mask's TileStats, whose layout sets the rows and columns (nd tiles pad)."""
     bp = max(1, m.block_m // m.q_heads_per_cta)
     m_len, n_len, bc = int(row[K.M]), int(row[K.N]), m.block_n
     if int(row[K.MASK]) == K.MK_EXPLICIT:
@@ -107,7 +109,7 @@ def _every_tile(row: np.ndarray, m: KernelMapping) -> None:
     else:
         _, _, _, full, _, allowed = K.mask_tile_stats(int(row[K.MASK]), m_len, n_len, bp, bc, int(row[K.WINDOW]),
                                                       int(row[K.SINK]), row[K.DENSITY], row[K.CAUSAL] > 0)
-    rows, ncol = -(-m_len // bp), -(-n_len // bc)
+    rows, ncol = (-(-m_len // bp), -(-n_len // bc)) if s is None else (s.rows, s.cols)
     row[K.MASK] = K.MK_EXPLICIT
     row[K.X_SUM], row[K.X_MAX], row[K.X_MIN], row[K.X_ROWS] = rows * ncol, ncol, ncol, rows
     row[K.X_FULL], row[K.X_ALLOWED] = full, allowed

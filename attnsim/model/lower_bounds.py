@@ -57,7 +57,7 @@ import numpy as np
 from attnsim.errors import MappingError, Problem
 from attnsim.model import gpu_kernel as K
 from attnsim.workload.spec import Workload
-from attnsim.workload.tiles import neighborhood_counts
+from attnsim.workload.tiles import neighborhood_counts_many
 
 SCHEDULES = ("unfused", "fused", "fully_fused")
 ACC_BYTES = 4  # fp32: scores, accumulators, softmax max and sum
@@ -119,9 +119,7 @@ def _block_stats_many(mask, m_len: int, n_len: int, bp: int, bns: tuple):
         if math.prod(mask.grid) != m_len or m_len != n_len:
             raise MappingError(Problem(f"grid {mask.grid} does not match seq_q={m_len}, seq_kv={n_len}",
                                        key="mask.grid"))
-        shape = np.array(mask.grid, dtype=np.int64)
-        half = np.array([x // 2 for x in mask.win], dtype=np.int64)
-        tiles, full, lmax, lmin, rows, allowed = neighborhood_counts(shape, half, bp, np.array(bns, dtype=np.int64))
+        tiles, full, lmax, lmin, rows, allowed = neighborhood_counts_many(mask, bp, bns)
         return tiles, lmax, np.full(len(bns), rows), np.full(len(bns), allowed), np.full(len(bns), rows), full, lmin
     out = np.array([K.mask_tile_stats(TILE_MASKS[mask.kind], m_len, n_len, bp, bn, mask.window, mask.sink,
                                       mask.density, mask.causal) for bn in bns], dtype=float).reshape(-1, 6)

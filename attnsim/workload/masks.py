@@ -273,3 +273,161 @@ def neighborhood_3d_mask(
     (no NATTEN-style shifting). Shape [T*H*W, T*H*W].
     """
     return _neighborhood_nd((grid_t, grid_h, grid_w), (win_t, win_h, win_w), ("t", "h", "w"))
+
+
+# ----------------------------------------------------------------------------- generalized neighborhood
+#
+# Generalized Neighborhood Attention (GNA, Hassani et al. 2025) as NATTEN defines it (its Flex
+# backend's mask_mod, src/natten/backends/flex.py, is the reference we follow), per axis of the
+# token grid:
+#
+#   dilation d   the axis splits into d interleaved sub-grids (x % d); a query attends only within
+#                its own sub-grid, whose coordinate is x // d and whose length is L_g = ceil((L-g)/d)
+#   stride s     queries are grouped in blocks of s sub-grid positions; every query of a group uses
+#                the window of the group's leader: its center query (the right one of the two when
+#                s is even), or its last query on a causal axis
+#   window w     w keys: w // 2 left of the center and w // 2 (odd w) or w // 2 - 1 (even w) right
+#   border       'shift' (NATTEN): the window moves inward at the borders, so every query sees
+#                exactly w keys per axis (needs w * d <= L); 'clip': it is cut at the borders
+#                (attnsim's original neighborhood mask)
+#   causal       keys from leader - w + 1 to the query itself (NATTEN's is_causal; never shifted)
+
+BORDERS = ("clip", "shift")
+
+
+def axis_windows(length: int, window: int, dilation: int = 1, stride: int = 1, causal: bool = False,
+                 border: str = "shift") -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi): the first and last key coordinate each query coordinate of one axis sees; the
+    keys are lo, lo + d, ..., hi (the query's dilation sub-grid).  # lo [L], hi [L]
+
+    L=9, w=3 (s=1, d=1), key ranges:       shift          clip
+        query 0                             0..2           0..1
+        query 4                             3..5           3..5
+        query 8                             6..8           7..8
+    """
+    _check_pos(length=length, window=window, dilation=dilation, stride=stride)
+    if border not in BORDERS:
+        raise ValueError(f"border must be one of {BORDERS}, got {border!r}")
+    x = np.arange(length)  # [L]
+    g = x % dilation  # dilation sub-grid of each position
+    xs = x // dilation  # coordinate inside the sub-grid
+    lg = (length - g + dilation - 1) // dilation  # [L] length of each position's sub-grid
+    if causal:
+        leader = np.minimum((xs // stride) * stride + stride - 1, lg - 1)
+        lo, hi = np.maximum(leader - window + 1, 0), xs
+    else:
+        left, right = window // 2, window // 2 - (1 - window % 2)
+        leader = np.minimum((xs // stride) * stride + stride // 2, lg - 1)
+        if border == "shift":
+            if (lg < window).any():
+                raise ValueError(f"a shifted window of {window} needs window * dilation <= length, "
+                                 f"got {window} * {dilation} > {length}")
+            leader = np.clip(leader, left, lg - 1 - right)
+        lo, hi = np.maximum(leader - left, 0), np.minimum(leader + right, lg - 1)
+    return lo * dilation + g, hi * dilation + g
+
+
+def neighborhood_mask(grid: Sequence[int], window: Sequence[int], dilation: Sequence[int] = (),
+                      stride: Sequence[int] = (), causal: Sequence[bool] = (),
+                      border: str = "shift") -> np.ndarray:
+    """Generalized neighborhood attention on a row-major token grid.  # [L, L], L = prod(grid)
+
+    Empty ``dilation``/``stride``/``causal`` mean 1 / 1 / False on every axis. The mask is the
+    AND over axes of the per-axis masks ``lo[x] <= y <= hi[x] and y = x (mod d)``
+    (``axis_windows``). With border 'clip', odd windows and no dilation, stride or causal axis
+    it equals ``neighborhood_2d_mask`` / ``neighborhood_3d_mask``.
+
+    1-D, L=12, w=3, s=3 (blocked: stride = window), d=1, and d=2:
+        s=3:  x x x . . . . . . . . .     d=2:  x . x . x . . . . . . .   (query 0)
+              . . . x x x . . . . . .           . x . x . x . . . . . .   (query 1)
+    """
+    nd = len(grid)
+    dilation, stride = tuple(dilation) or (1,) * nd, tuple(stride) or (1,) * nd
+    causal = tuple(causal) or (False,) * nd
+    if not len(window) == len(dilation) == len(stride) == len(causal) == nd:
+        raise ValueError(f"window, dilation, stride and causal need one entry per grid axis ({nd}), "
+                         f"got {window}, {dilation}, {stride}, {causal}")
+    coords = np.indices(tuple(grid)).reshape(nd, -1)  # [nd, L], row-major
+    allowed = np.ones((coords.shape[1], coords.shape[1]), dtype=bool)  # [L, L]
+    for a in range(nd):
+        lo, hi = axis_windows(grid[a], window[a], dilation[a], stride[a], bool(causal[a]), border)
+        c = coords[a]
+        y = c[None, :]  # key coordinate
+        allowed &= (y >= lo[c][:, None]) & (y <= hi[c][:, None]) & ((y - c[:, None]) % dilation[a] == 0)
+    return allowed
+
+
+def tile_order(grid: Sequence[int], tile: Sequence[int], dilation: Sequence[int] = ()) -> np.ndarray:
+    """The token order of multi-dimensional tiling: position -> token index (-1 = padding).
+
+    As NATTEN's token permute (src/natten/token_permute): each axis is padded to a multiple of
+    tile * dilation; positions run over dilation sub-grids (row-major over the group of each
+    axis), then tiles (row-major over tile coordinates), then tokens inside a tile (row-major),
+    so ``prod(tile)`` consecutive positions are one box of one sub-grid.  # [P], P = padded size
+
+    grid (4, 6), tile (2, 3): positions 0..5 are the box rows 0-1 x cols 0-2:
+        token:  0  1  2  6  7  8 | 3  4  5  9 10 11 | 12 13 14 18 19 20 | ...
+    """
+    nd = len(grid)
+    dilation = tuple(dilation) or (1,) * nd
+    if not len(tile) == len(dilation) == nd:
+        raise ValueError(f"tile and dilation need one entry per grid axis ({nd}), got {tile}, {dilation}")
+    for a in range(nd):
+        _check_pos(**{f"tile_{a}": tile[a], f"dilation_{a}": dilation[a]})
+    blocks = [-(-g // (t * d)) for g, t, d in zip(grid, tile, dilation)]  # tiles per axis and sub-grid
+    # every position's (groups, tiles, offsets), row-major: [3 * nd, P]
+    idx = np.indices(list(dilation) + blocks + list(tile)).reshape(3 * nd, -1)
+    tok = np.zeros(idx.shape[1], dtype=np.int64)
+    inside = np.ones(idx.shape[1], dtype=bool)
+    for a in range(nd):
+        x = (idx[nd + a] * tile[a] + idx[2 * nd + a]) * dilation[a] + idx[a]  # coordinate on axis a
+        inside &= x < grid[a]
+        tok = tok * grid[a] + np.minimum(x, grid[a] - 1)
+    return np.where(inside, tok, -1)
+
+
+def neighborhood_problems(grid, window, dilation=(), stride=(), border="shift", causal=(), q_tile=(),
+                          kv_tile=()) -> list[tuple[str, str]]:
+    """What is wrong with a generalized neighborhood's settings: [(field, message)], [] if nothing.
+
+    NATTEN's rules (src/natten/utils/checks.py): window * dilation <= grid and stride <= window on
+    every axis; and attnsim's: odd windows when clipped, one entry per axis everywhere."""
+    nd = len(grid)
+    probs = []
+
+    def ints(name, vals, lo):
+        if len(vals) != nd:
+            probs.append((name, f"expected {nd} entries (one per grid axis), got {list(vals)}"))
+            return False
+        if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo for v in vals):
+            probs.append((name, f"expected integers >= {lo}, got {list(vals)}"))
+            return False
+        return True
+
+    if nd not in (1, 2, 3) or not ints("grid", grid, 1):
+        return probs + ([] if nd in (1, 2, 3) else [("grid", f"expected 1, 2 or 3 axes, got {list(grid)}")])
+    ok_w = ints("window", window, 1)
+    ok_d = not dilation or ints("dilation", dilation, 1)
+    ok_s = not stride or ints("stride", stride, 1)
+    if border not in BORDERS:
+        probs.append(("border", f"expected one of {list(BORDERS)}, got {border!r}"))
+    if causal and (len(causal) != nd or not all(isinstance(c, (bool, np.bool_)) for c in causal)):
+        probs.append(("causal", f"expected {nd} booleans (one per grid axis), got {list(causal)}"))
+    for name, tile in (("q_tile", q_tile), ("kv_tile", kv_tile)):
+        if tile:
+            ints(name, tile, 1)
+    if bool(q_tile) != bool(kv_tile):
+        probs.append(("kv_tile" if q_tile else "q_tile", "give both q_tile and kv_tile (boxes of the nd tiling), or neither"))
+    if not (ok_w and ok_d and ok_s):
+        return probs
+    dil = dilation or (1,) * nd
+    for a in range(nd):
+        if stride and stride[a] > window[a]:
+            probs.append(("stride", f"axis {a}: stride {stride[a]} exceeds the window {window[a]} "
+                                    "(queries would see no key in between; NATTEN's rule: stride <= window)"))
+        if border == "shift" and window[a] * dil[a] > grid[a]:
+            probs.append(("window", f"axis {a}: window {window[a]} x dilation {dil[a]} exceeds the grid "
+                                    f"({grid[a]}); a shifted window must fit its dilation sub-grid"))
+        if border == "clip" and window[a] % 2 == 0:
+            probs.append(("window", f"axis {a}: a clipped window must be odd (centered), got {window[a]}"))
+    return probs

@@ -29,7 +29,10 @@ class Mask:
     block_sparse  `density` of the key tiles of each query tile (of those the causal
                   mask allows when `causal`), at the kernel's tile size
     neighborhood  tokens on a grid (`grid`, e.g. (T, H, W)); each query sees a window of
-                  `win[i]` positions along each axis, clipped at the borders
+                  `win[i]` positions along each axis, clipped at the borders; optionally per axis
+                  `dilation`, `stride`, `axis_causal` and `border: shift` (NATTEN / GNA, see
+                  attnsim.workload.masks.axis_windows), and `q_tile` / `kv_tile`: the boxes of
+                  multi-dimensional tiling (empty: the flattened row-major order)
     """
 
     kind: str = "full"
@@ -39,6 +42,12 @@ class Mask:
     density: float = 1.0
     grid: tuple[int, ...] = ()
     win: tuple[int, ...] = ()
+    dilation: tuple[int, ...] = ()  # neighborhood, per axis; empty = 1 on every axis
+    stride: tuple[int, ...] = ()  # neighborhood, per axis; empty = 1 on every axis
+    border: str = "clip"  # neighborhood: 'clip' (the window is cut) or 'shift' (NATTEN)
+    axis_causal: tuple[bool, ...] = ()  # neighborhood, per axis; empty = no causal axis
+    q_tile: tuple[int, ...] = ()  # neighborhood: query box of nd tiling; empty = flattened tiles
+    kv_tile: tuple[int, ...] = ()  # neighborhood: key box of nd tiling
 
     @property
     def is_causal(self) -> bool:
@@ -50,7 +59,10 @@ class Mask:
         if self.kind == "block_sparse":
             return f"blocksparse{self.density:g}" + ("-causal" if self.causal else "")
         if self.kind == "neighborhood":
-            return "nbhd" + "x".join(map(str, self.win)) + "-on-" + "x".join(map(str, self.grid))
+            extra = [f"{k}{'x'.join(str(int(x)) for x in getattr(self, k))}" for k in
+                     ("dilation", "stride", "axis_causal", "q_tile", "kv_tile") if getattr(self, k)]
+            return ("nbhd" + "x".join(map(str, self.win)) + "-on-" + "x".join(map(str, self.grid))
+                    + "".join("-" + e for e in extra) + ("-shift" if self.border == "shift" else ""))
         return self.kind
 
 
@@ -216,6 +228,12 @@ def check_workload(w: Workload, file: str | None = None) -> None:
             bad("mask.grid", "expected grid and win of the same length (1, 2 or 3 axes), e.g. grid: [64, 64], win: [13, 13]")
         elif not probs and (math.prod(m.grid) != w.seq_q or math.prod(m.grid) != w.seq_kv):
             bad("mask.grid", f"grid {list(m.grid)} has {math.prod(m.grid)} tokens but seq_q={w.seq_q}, seq_kv={w.seq_kv}")
+        elif m.dilation or m.stride or m.axis_causal or m.q_tile or m.kv_tile or m.border != "clip":
+            from attnsim.workload.masks import neighborhood_problems
+            field_of = {"window": "win", "causal": "axis_causal"}  # the Mask's names for them
+            for key, msg in neighborhood_problems(m.grid, m.win, m.dilation, m.stride, m.border, m.axis_causal,
+                                                  m.q_tile, m.kv_tile):
+                bad("mask." + field_of.get(key, key), msg)
     if not probs and w.family != "softmax":
         from attnsim.workload.families import family
         fam = family(w.family)
