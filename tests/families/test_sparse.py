@@ -137,6 +137,7 @@ def test_topk_golden_plan_counts():
     pool, score, attn = plan.ops
     assert (attn.mapping.block_m, attn.mapping.block_n) == (64, 64)
     assert attn.mapping.name == "flash3" and attn.workload.mask.kind == "block_sparse"
+    assert attn.mapping.warps == 8  # FA3: a producer warpgroup + one 64-row consumer warpgroup
     # pool: read Q 2*8*1000*64*2 + K 2*2*1000*64*2, write Qp 2*8*16*64*2 + Kp 2*2*16*64*2
     assert pool.hbm_bytes == 2_048_000 + 512_000 + 32_768 + 8_192
     assert pool.vector_ops == 2 * 8 * (1000 + 16) * 64 + 2 * 2 * (1000 + 16) * 64
@@ -236,6 +237,10 @@ def test_topk_mapping_must_be_the_routing_tile():
     with pytest.raises(MappingError, match="routing block"):
         attnsim.predict(H100, w, KernelMapping(block_m=128, block_n=128))
     assert attnsim.predict(H100, w, KernelMapping(block_m=64, block_n=64)).latency_s > 0
+    narrow = attnsim.attention("topk_blocks", heads=4, seq=2000, head_dim=64, params={"block_q": 32})
+    assert plan_for(H100, narrow).ops[-1].mapping.name == "flash2"  # wgmma needs 64-row warpgroups
+    with pytest.raises(MappingError, match="block_q=32"):
+        attnsim.predict(H100, narrow, "flash3")
     bad = attnsim.attention("topk_blocks", heads=4, seq=2000, head_dim=64, params={"block_k": 24})
     with pytest.raises(MappingError, match="block_k=24"):
         attnsim.predict(H100, bad)

@@ -24,7 +24,8 @@ from attnsim.mapping.kernel import KernelMapping
 from attnsim.mapping.spatial import SpatialMapping
 from attnsim.model import gpu_kernel as K
 from attnsim.model.analytical import DECODE_MAX_QUERIES
-from attnsim.model.families.common import attention_mapping, attention_op, gemm_op, softmax_view, stream_op
+from attnsim.model.families.common import (attention_mapping, attention_op, default_algorithm, gemm_op, softmax_view,
+                                           stream_op)
 from attnsim.model.plan import AttentionOp, Plan
 from attnsim.workload.families.sparse import cached_keys, full_kv_heads, routing_groups, routing_new_keys, topk_rows
 from attnsim.workload.spec import Mask
@@ -32,6 +33,9 @@ from attnsim.workload.tiles import TileStats
 
 INDEX_BYTES = 4  # int32 block / cluster indices
 MMA_EDGE = 16  # a GPU kernel tile edge is a multiple of the MMA tile edge (check_mapping)
+# FA3's warp-specialized forward kernel: one producer warpgroup plus one consumer warpgroup per
+# 64 query rows (wgmma's M edge), so kNWarps = 4 x (kBlockM / 64 + 1) (flash-attention hopper/)
+WGMMA_ROWS = 64
 
 
 def _attention_flops(w, allowed_per_bh: float, batch: int | None = None) -> float:
@@ -41,11 +45,21 @@ def _attention_flops(w, allowed_per_bh: float, batch: int | None = None) -> floa
 # ------------------------------------------------------------------------------ topk_blocks
 
 
-def _routing_tile(arch, w, mapping, bq: int, bk: int) -> dict:
-    """The attention kernel's tile: the routing block (a decode step keeps the default query rows,
-    which hold the one query block). Refuses a tile the kernel cannot have or that differs."""
-    decode = w.seq_q <= DECODE_MAX_QUERIES
+def _routing_kernel(arch, view, mapping, bq: int, bk: int) -> tuple:
+    """(mapping, tile) of the attention kernel: the default kernel, or the one given, at the routing
+    block (a decode step keeps the default query rows, which hold its one query block). An
+    FA3-style kernel gets the warps of its block_m; block_q not a multiple of 64 rows takes the
+    FA2-style kernel instead. Refuses a tile the kernel cannot have or that differs."""
+    decode = view.seq_q <= DECODE_MAX_QUERIES
     tile = {"block_n": bk} if decode else {"block_m": bq, "block_n": bk}
+    if mapping is None and arch.kind == "gpu" and default_algorithm(arch, view) == "flash3":
+        mapping = "flash3" if bq % WGMMA_ROWS == 0 else "flash2"
+    extra = {}
+    if mapping == "flash3" and not decode:
+        if bq % WGMMA_ROWS:
+            raise MappingError(Problem(f"an FA3-style tile holds whole {WGMMA_ROWS}-row consumer warpgroups; "
+                                       f"got block_q={bq}", key="params.block_q", hint="use flash2, or 64 / 128"))
+        extra = {"warps": 4 * (bq // WGMMA_ROWS + 1)}
     if arch.kind == "gpu":
         for key, v in (("params.block_k", bk),) + ((("params.block_q", bq),) if not decode else ()):
             if v % MMA_EDGE:
@@ -57,7 +71,7 @@ def _routing_tile(arch, w, mapping, bq: int, bk: int) -> dict:
             raise MappingError(Problem(f"a block-sparse kernel's tile must be the routing block {tile}; the "
                                        f"mapping has {got}", key="mapping",
                                        hint="give the routing tile, or no mapping"))
-    return tile
+    return mapping, {**tile, **extra}
 
 
 def topk_plan(arch, w, mapping=None) -> Plan:
@@ -68,7 +82,8 @@ def topk_plan(arch, w, mapping=None) -> Plan:
     nqb, nkb = -(-M // bq), -(-N // bk)
     rows = topk_rows(M, N, bq, bk, density, causal)
     view = softmax_view(w, mask=Mask("block_sparse", density=density, causal=causal))
-    attn = attention_op("block-sparse attention", arch, view, mapping, **_routing_tile(arch, w, mapping, bq, bk))
+    kernel, tile = _routing_kernel(arch, view, mapping, bq, bk)
+    attn = attention_op("block-sparse attention", arch, view, kernel, **tile)
     qp, kp = B * H * nqb * D * eb, B * Hkv * nkb * D * eb  # pooled Q and K
     cached = cached_keys(w)  # earlier keys: their pooled blocks are read from a cache
     u, ju = N - cached, nkb - cached // bk  # keys pooled, key blocks (re)written by this call
@@ -94,7 +109,7 @@ def topk_plan(arch, w, mapping=None) -> Plan:
 
 def _label(op: AttentionOp) -> str:
     m = op.mapping
-    return f"{op.name} {m.label()}"
+    return f"{op.name} {m.label()} {m.block_m}x{m.block_n}"
 
 
 # ------------------------------------------------------------------------------ routing_clusters
