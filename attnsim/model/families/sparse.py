@@ -38,8 +38,9 @@ MMA_EDGE = 16  # a GPU kernel tile edge is a multiple of the MMA tile edge (chec
 WGMMA_ROWS = 64
 
 
-def _attention_flops(w, allowed_per_bh: float, batch: int | None = None) -> float:
-    return 2.0 * (w.batch if batch is None else batch) * w.heads * allowed_per_bh * (w.head_dim + w.value_dim)
+def _attention_flops(w, allowed_per_bh: float) -> float:
+    """Useful FLOPs of softmax attention on w: QK^T and PV over the allowed pairs."""
+    return 2.0 * w.batch * w.heads * allowed_per_bh * (w.head_dim + w.value_dim)
 
 
 # ------------------------------------------------------------------------------ topk_blocks
