@@ -46,7 +46,7 @@ def resolve(arch, workload, mapping=None):
     return arch, w, mapping
 
 
-def predict(arch, workload, mapping=None) -> Result:
+def predict(arch, workload, mapping=None, tile_stats=None) -> Result:
     """Predict latency, traffic, utilization and energy of one attention call.
 
     ``arch``: an Arch or a preset name / YAML path. ``workload``: a Workload (see
@@ -54,7 +54,9 @@ def predict(arch, workload, mapping=None) -> Result:
     ('unfused', 'flash2', 'flash3', 'flash_decode'), a mapping YAML, or None for the default.
     A workload of another family (linear attention, top-k routing, KV compression, ...) is
     costed through its plan of kernels (``attnsim.model.plan``); ``mapping`` then applies to
-    the family's main kernel, as its module documents.
+    the family's main kernel, as its module documents. ``tile_stats``: (rows per query tile,
+    keys per key tile) -> ``workload.tiles.TileStats`` replacing the mask's own counts, per
+    (b, head group) averaged over heads (masks that differ between heads; ``plan.AttentionOp``).
     """
     arch = arch if isinstance(arch, Arch) else load_arch(arch)
     w = workload if isinstance(workload, Workload) else load_workload(workload)
@@ -64,8 +66,8 @@ def predict(arch, workload, mapping=None) -> Result:
     arch, w, m = resolve(arch, w, mapping)
     if arch.kind == "spatial":
         from attnsim.model.spatial import predict_spatial
-        return predict_spatial(arch, w, m)
-    row = lower_gpu(arch, w, m)
+        return predict_spatial(arch, w, m, tile_stats)
+    row = lower_gpu(arch, w, m, tile_stats=tile_stats)
     out = K.evaluate_points(row[None, :])[0]
     return result_from_row(arch, w, m, out)
 

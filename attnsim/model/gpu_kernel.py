@@ -161,6 +161,27 @@ def row_tiles(kind, r0, r1, m_len, n_len, bc, window, sink):
 
 
 @njit(**JIT_OPTS)
+def kept_tiles_allowed(r0, r1, m_len, n_len, bc, full_row, kept_partial, kept_full):
+    """Allowed pairs in the tiles a block-sparse query-tile row (rows r0..r1) keeps: its first
+    `kept_partial` partial tiles (lowest key index first) and its last `kept_full` full tiles
+    (highest key index first, i.e. nearest the diagonal). The base mask is causal or full: tiles
+    0..full_row-1 are full and the partial ones (causal only) follow them.
+
+        causal row, 5 candidate tiles, keep 3:   # # # # \\   ->   . . # # \\
+    """
+    off = n_len - m_len
+    total = 0.0
+    for t in range(kept_partial):  # row m sees keys n <= m + off of the tile [c0, c0 + width)
+        c0 = (full_row + t) * bc
+        width = min(n_len, c0 + bc) - c0
+        total += sum_clamped(r0, r1, off - c0 + 1, 0, width)
+    for t in range(kept_full):  # every row sees every key of a full tile (the last may be ragged)
+        c0 = (full_row - 1 - t) * bc
+        total += (r1 - r0 + 1) * (min(n_len, c0 + bc) - c0)
+    return total
+
+
+@njit(**JIT_OPTS)
 def mask_tile_stats(kind, m_len, n_len, bp, bc, window, sink, density, causal):
     """(sum, max, min of non-empty tiles per query-tile row; full tiles; rows; allowed pairs)."""
     rows = (m_len + bp - 1) // bp
@@ -181,7 +202,8 @@ def mask_tile_stats(kind, m_len, n_len, bp, bc, window, sink, density, causal):
         if kind == MK_BLOCK and cnt > 0:
             keep = min(cnt, max(1, math.floor(density * cnt + 0.5)))
             partial = min(keep, cnt - full)  # the diagonal (partial) tiles are always kept
-            alw = alw * keep / cnt
+            if keep < cnt:
+                alw = kept_tiles_allowed(r0, r1, m_len, n_len, bc, full, partial, keep - partial)
             full = keep - partial
             cnt = keep
         tot += cnt

@@ -55,6 +55,14 @@ def allowed_in_rows_ref(kind, r0, r1, m_len, n_len, window, sink):
     return float(element_mask(kind, m_len, n_len, window, sink)[r0:r1 + 1].sum())
 
 
+def block_sparse_order(tiles):
+    """The order in which a block-sparse row keeps its non-empty key tiles (indices): the partial
+    tiles first, lowest key index first, then the full tiles from the highest key index down."""
+    partial = [j for j, (any_, all_) in enumerate(tiles) if any_ and not all_]
+    full = [j for j, (any_, all_) in enumerate(tiles) if all_]
+    return partial + full[::-1]
+
+
 def block_sparse_keep(cnt, full, density):
     """(kept, kept full) tiles of a query-tile row with `cnt` non-empty tiles, `full` of them full:
     keep k = min(cnt, max(1, floor(density * cnt + 0.5))), the partial tiles first."""
@@ -68,9 +76,8 @@ def mask_tile_stats_ref(kind, m_len, n_len, bp, bc, window, sink, density, causa
 
     Query-tile row i covers rows i*bp .. min(M, (i+1)*bp) - 1. Block-sparse (kind 3) takes
     the causal (causal=True) or full mask as its base, keeps `block_sparse_keep` of each
-    row's non-empty tiles and scales the row's allowed pairs by kept / non-empty. The
-    allowed total is summed row by row, in row order (as the kernel does), so that the
-    float result is bit-identical when the scaled per-row values are not integers.
+    row's non-empty tiles in `block_sparse_order` and counts the allowed pairs of the kept
+    tiles, element by element.
     """
     base = (MK_CAUSAL if causal else MK_FULL) if kind == MK_BLOCK else kind
     mask = element_mask(base, m_len, n_len, window, sink)
@@ -83,7 +90,7 @@ def mask_tile_stats_ref(kind, m_len, n_len, bp, bc, window, sink, density, causa
         alw = float(rows.sum())
         if kind == MK_BLOCK and cnt > 0:
             keep, full = block_sparse_keep(cnt, full, density)
-            alw = alw * keep / cnt
+            alw = float(sum(rows[:, j * bc:(j + 1) * bc].sum() for j in block_sparse_order(tiles)[:keep]))
             cnt = keep
         counts.append(cnt)
         fulls.append(full)
@@ -138,11 +145,9 @@ def fused_counts_ref(B, H, Hkv, M, N, D, F, bp, bc, qpc, split, mask_kind, windo
     visited = []
     for r0 in range(0, M, bp):
         tiles = key_tiles(mask[r0:r0 + bp], bc)
-        partial = [j for j, (any_, all_) in enumerate(tiles) if any_ and not all_]
-        full = [j for j, (any_, all_) in enumerate(tiles) if all_]
-        order = partial + full[::-1]
+        order = block_sparse_order(tiles)
         if mask_kind == MK_BLOCK and order:
-            order = order[:block_sparse_keep(len(order), len(full), density)[0]]
+            order = order[:block_sparse_keep(len(order), sum(all_ for _, all_ in tiles), density)[0]]
         visited.append(set(order))
     per_cta = []
     for _batch in range(B):

@@ -48,8 +48,11 @@ def arch_columns(arch: Arch, row: np.ndarray, instr: str, dtype: str) -> None:
     row[K.P_STATIC] = arch.energy.static_power_w
 
 
-def lower_gpu(arch: Arch, w: Workload, m: KernelMapping, check: bool = True) -> np.ndarray:
-    """One design point as a row of K.N_IN numbers (checks the mapping first unless told not to)."""
+def lower_gpu(arch: Arch, w: Workload, m: KernelMapping, check: bool = True, tile_stats=None) -> np.ndarray:
+    """One design point as a row of K.N_IN numbers (checks the mapping first unless told not to).
+
+    ``tile_stats(bp, bc)``, when given, replaces the mask's tile counts (the explicit path):
+    per (b, head group) sums averaged over heads, max / min over all heads."""
     if check:
         check_mapping(m, w, arch)
     row = np.zeros(K.N_IN)
@@ -72,9 +75,11 @@ def lower_gpu(arch: Arch, w: Workload, m: KernelMapping, check: bool = True) -> 
     row[K.WINDOW], row[K.SINK], row[K.DENSITY], row[K.CAUSAL] = mk.window, mk.sink, mk.density, mk.causal
     row[K.BR], row[K.BC] = m.block_m, m.block_n
     s = None
-    if mk.kind == "neighborhood":
+    if mk.kind == "neighborhood" or tile_stats is not None:
         bp = max(1, m.block_m // m.q_heads_per_cta)
-        s = explicit_tile_stats(mk, w.seq_q, w.seq_kv, bp, m.block_n)
+        s = explicit_tile_stats(mk, w.seq_q, w.seq_kv, bp, m.block_n) if tile_stats is None \
+            else tile_stats(bp, m.block_n)
+        row[K.MASK] = K.MK_EXPLICIT
         row[K.X_SUM], row[K.X_MAX], row[K.X_MIN] = s.tiles, s.max_row_tiles, s.min_row_tiles
         row[K.X_FULL], row[K.X_ALLOWED], row[K.X_ROWS] = s.full_tiles, s.allowed, s.rows
     row[K.WARPS], row[K.STAGES], row[K.SPLIT] = m.warps, m.stages, m.split_kv
@@ -93,7 +98,8 @@ def lower_gpu(arch: Arch, w: Workload, m: KernelMapping, check: bool = True) -> 
     row[K.HBM_EFF] = eff.for_kernel(m.name, "hbm", row[K.HBM_EFF])
     row[K.LAUNCH_S] = eff.for_kernel(m.name, "launch_overhead", row[K.LAUNCH_S])
     row[K.COMBINE_S] = eff.for_kernel(m.name, "combine_overhead", row[K.LAUNCH_S])  # split-KV combine kernel
-    if not eff.for_kernel(m.name, "skip_masked_tiles", True) and mk.kind != "full" and m.style != "unfused":
+    if not eff.for_kernel(m.name, "skip_masked_tiles", True) and (mk.kind != "full" or tile_stats is not None) \
+            and m.style != "unfused":
         _every_tile(row, m, s)
     return row
 

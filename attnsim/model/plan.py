@@ -98,6 +98,9 @@ class AttentionOp:
     workload: Workload
     mapping: object = None
     count: int = 1
+    # (rows per query tile, keys per key tile) -> TileStats per (b, head group), averaged over the
+    # heads: masks that differ between heads (head_mix); None: the workload's mask says it
+    tile_stats: object = None
 
 
 @dataclass(frozen=True)
@@ -229,7 +232,7 @@ def _spatial_kernel(arch: Arch, op: KernelOp) -> KernelCost:
 
 def _attention(arch: Arch, op: AttentionOp) -> KernelCost:
     from attnsim.model.analytical import predict
-    r = predict(arch, op.workload, op.mapping)
+    r = predict(arch, op.workload, op.mapping, tile_stats=op.tile_stats)
     levels = list(r.traffic_bytes)
     l2 = r.traffic_bytes.get("L2", r.traffic_bytes[levels[1]] if len(levels) > 1 else 0.0)
     return KernelCost(op.name, op.count, r.latency_s, r.bound, f"{op.name}: {r.mapping}",

@@ -38,7 +38,10 @@ def systolic_gemm_cycles(mg: int, ng: int, kg: int, rows: int, cols: int, datafl
     raise MappingError(Problem(f"unknown dataflow {dataflow!r}; expected ws, os or is", key="array.dataflow"))
 
 
-def _tile_stats(w: Workload, bm: int, bn: int):
+def _tile_stats(w: Workload, bm: int, bn: int, tile_stats=None):
+    if tile_stats is not None:  # per head, averaged over heads (masks that differ between heads)
+        s = tile_stats(bm, bn)
+        return s.tiles, s.full_tiles, s.rows, s.allowed
     if w.mask.kind == "neighborhood":
         from attnsim.workload.tiles import explicit_tile_stats
         s = explicit_tile_stats(w.mask, w.seq_q, w.seq_kv, bm, bn)
@@ -49,7 +52,7 @@ def _tile_stats(w: Workload, bm: int, bn: int):
     return tot, full, rows, allowed
 
 
-def predict_spatial(arch: Arch, w: Workload, m: SpatialMapping) -> Result:
+def predict_spatial(arch: Arch, w: Workload, m: SpatialMapping, tile_stats=None) -> Result:
     a = arch.array
     R, C, df = a.rows, a.cols, a.dataflow
     dram, glb = arch.levels[0], arch.levels[1]
@@ -57,7 +60,7 @@ def predict_spatial(arch: Arch, w: Workload, m: SpatialMapping) -> Result:
     bh = w.batch * w.heads
     M, N, D, F = w.seq_q, w.seq_kv, w.head_dim, w.value_dim
     bm, bn = min(m.block_m, M), min(m.block_n, N)
-    tiles, full, rows, allowed = _tile_stats(w, bm, bn)
+    tiles, full, rows, allowed = _tile_stats(w, bm, bn, tile_stats)
     exp_rate, lanes = arch.compute.exp_per_cycle, arch.compute.vector_ops_per_cycle
     q = bh * M * D * eb
     kv = w.batch * w.kv_heads * N * (D + F) * eb
