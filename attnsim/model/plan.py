@@ -84,6 +84,7 @@ class KernelOp:
     dtype: str = "bf16"  # the GEMMs' input dtype
     count: int = 1  # identical launches (e.g. one per layer)
     instr: str | None = None  # GPU matrix instruction class; None = the arch's best (wgmma on Hopper)
+    detail: str = ""  # said in the kernel's mapping label (e.g. a GEMM's output tile)
 
     @property
     def useful_flops(self) -> float:
@@ -184,7 +185,8 @@ def _gpu_kernel(arch: Arch, op: KernelOp) -> KernelCost:
               "SMEM": l2_bytes * smem.read_energy_pj_per_byte * 1e-12,  # operands staged through SMEM once
               "mma": mma * e.matrix_pj_per_flop * 1e-12, "exp": op.exps * e.exp_pj_per_op * 1e-12,
               "vector": op.vector_ops * e.vector_pj_per_op * 1e-12, "static": e.static_power_w * latency}
-    label = f"{op.name}: {ctas} CTAs x {op.warps} warps, {instr}" + (", overlapped" if op.overlap else "")
+    label = f"{op.name}: {ctas} CTAs x {op.warps} warps, {instr}" + (", overlapped" if op.overlap else "") \
+        + (f", {op.detail}" if op.detail else "")
     return KernelCost(op.name, op.count, latency, bound, label, op.hbm_bytes, l2_bytes, l2_bytes, mma,
                       op.useful_flops, op.exps, op.vector_ops, energy,
                       {"ctas_per_sm": float(k), "waves": ctas / (g.sm_count * k), "n_ctas": float(ctas)})

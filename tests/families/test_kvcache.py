@@ -589,8 +589,10 @@ def compulsory_bytes(w):
     if w.family == "kv_budget":
         return qo + B * F.kept_pairs(w) * (D + Fv) * eb
     if w.family == "kv_channel_prune":
-        return qo + B * w.kv_heads * (F.pruned_tokens(w) * F.kept_key_channels(w) + (N - F.pruned_tokens(w)) * D
-                                      + N * Fv) * eb
+        # the query is pruned with the keys: all D channels are needed only if some keys keep them
+        q_dim = D if F.pruned_tokens(w) < N else F.kept_key_channels(w)
+        return B * H * M * (q_dim + Fv) * eb + B * w.kv_heads * (
+            F.pruned_tokens(w) * F.kept_key_channels(w) + (N - F.pruned_tokens(w)) * D + N * Fv) * eb
     if w.family == "kv_quant":
         return qo + B * w.kv_heads * N * (D + Fv) * F.kv_element_bytes(w)
     if w.family == "mla_decode":

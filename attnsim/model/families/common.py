@@ -77,9 +77,9 @@ def gemm_op(name: str, count: float, m: int, n: int, k: int, dtype: str, elem_by
     col_tiles, row_tiles = math.ceil(n / tn), math.ceil(m / tm)
     l2 = a * col_tiles + b * row_tiles + c
     smem = GEMM_STAGES * (tm + tn) * GEMM_K_STEP * elem_bytes
-    return KernelOp(f"{name} [{tm}x{tn} tiles]" if tile else name, ctas=count * row_tiles * col_tiles,
-                    gemms=(Gemm(count, m, n, k),), hbm_bytes=a + b + c, l2_bytes=l2, smem_bytes_per_cta=smem,
-                    warps=8, dtype=dtype, count=layers)
+    return KernelOp(name, ctas=count * row_tiles * col_tiles, gemms=(Gemm(count, m, n, k),), hbm_bytes=a + b + c,
+                    l2_bytes=l2, smem_bytes_per_cta=smem, warps=8, dtype=dtype, count=layers,
+                    detail=f"{tm}x{tn} output tiles")
 
 
 def stream_op(name: str, read_bytes: float, write_bytes: float, *, vector_ops: float = 0.0, exps: float = 0.0,

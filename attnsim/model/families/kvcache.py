@@ -67,13 +67,13 @@ def _budget_view(w: Workload, budget: int, sel: int) -> Workload:
     return softmax_view(w, heads=sel * per, kv_heads=sel, seq_kv=budget)
 
 
-def _compression_ops(w: Workload, kept_rows: int, layers: int) -> list:
+def _compression_ops(arch, w: Workload, kept_rows: int, layers: int) -> list:
     """SnapKV's pass over one layer (snapkv_utils.update_kv), count = layers; kept_rows is the
     layer's kept (sequence, selecting head, token) triples."""
     B, H, N, D, W, eb = w.batch, w.heads, w.seq_kv, w.head_dim, w.param("window"), w.dtype_bytes
     S = F.selection_heads(w)
     # every query head's window against its (repeat_kv-expanded) keys; scores written at the dtype
-    scores = gemm_op("snapkv scores (window x cache)", B * H, W, N, D, w.dtype, eb, layers=layers)
+    scores = gemm_op("snapkv scores (window x cache)", B * H, W, N, D, w.dtype, eb, layers=layers, arch=arch)
     s_bytes = B * H * W * N * eb
     soft = stream_op("snapkv softmax + window sum", s_bytes, B * H * N * 4, exps=B * H * W * N,
                      vector_ops=5.0 * B * H * W * N, layers=layers)
@@ -95,7 +95,7 @@ def budget_plan(arch: Arch, w: Workload, mapping=None) -> Plan:
     if w.param("include_compression"):
         for budget, sel, layers in budget_groups(w) if w.param("layer_budgets") else [(None, None, 1)]:
             kept = w.batch * (budget * F.selection_heads(w) if budget else sum(F.head_budgets(w)))
-            comp = _compression_ops(w, kept, layers)
+            comp = _compression_ops(arch, w, kept, layers)
             ops.extend(comp)
             flops += sum(op.useful_flops * op.count for op in comp)
     counts = {"kept (layer, head, token) triples per sequence": float(F.kept_pairs(w)),
@@ -217,8 +217,8 @@ def mla_plan(arch: Arch, w: Workload, mapping=None) -> Plan:
     view = mla_view(w)
     m = _mla_mapping(arch, view, mapping)
     # per head h: (B*M tokens x E) @ W_UK[h] (E x C), and (B*M x C) @ W_UV[h] (C x V); each weight read once
-    q_abs = gemm_op("q absorb (q_nope x W_UK)", H, B * M, C, E, w.dtype, eb)
-    o_abs = gemm_op("output absorb (o_lat x W_UV)", H, B * M, V, C, w.dtype, eb)
+    q_abs = gemm_op("q absorb (q_nope x W_UK)", H, B * M, C, E, w.dtype, eb, arch=arch)
+    o_abs = gemm_op("output absorb (o_lat x W_UV)", H, B * M, V, C, w.dtype, eb, arch=arch)
     if _gpu(arch):
         att = AttentionOp("latent MQA decode", view, m)
     else:  # V is read from the K rows (latent cache): no V bytes of its own

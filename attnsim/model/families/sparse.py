@@ -94,7 +94,8 @@ def topk_plan(arch, w, mapping=None) -> Plan:
     pool = stream_op("pool Q, K over blocks", B * H * M * D * eb + B * Hkv * u * D * eb + (kp_new if cached else 0),
                      qp + kp_new, vector_ops=B * H * (M + nqb) * D + B * Hkv * (u + ju) * D)
     kept = int(rows["keep"].sum())
-    score = gemm_op("score blocks + top-k", B * H, nqb, nkb, D, w.dtype, eb, a_bytes=qp, b_bytes=kp,
+    score = gemm_op("score blocks + top-k", B * H, nqb, nkb, D, w.dtype, eb, arch=arch, a_bytes=qp,
+                    b_bytes=kp,
                     c_bytes=B * H * kept * INDEX_BYTES)  # the scores stay on chip; kept block indices out
     score = replace(score, vector_ops=B * H * float(rows["compares"].sum()))
     allowed = K.mask_tile_stats(K.MK_BLOCK, M, N, bq, bk, 0, 0, density, causal)[5]  # the kernel's count
@@ -129,13 +130,13 @@ def routing_plan(arch, w, mapping=None) -> Plan:
     cen = Hkv * C * D * eb if iters == 0 else B * Hkv * C * D * 4  # given centroids, or fp32 online ones
     ops = []
     if iters:  # one kernel per iteration: assign each key, atomically add it into its centroid's sum
-        it = gemm_op("k-means iteration", B * Hkv, N, C, D, w.dtype, eb, a_bytes=B * Hkv * N * D * eb, b_bytes=cen,
-                     c_bytes=cen, layers=iters)
+        it = gemm_op("k-means iteration", B * Hkv, N, C, D, w.dtype, eb, arch=arch, a_bytes=B * Hkv * N * D * eb,
+                     b_bytes=cen, c_bytes=cen, layers=iters)
         ops.append(replace(it, vector_ops=B * Hkv * (N * C + N * D + C * D)))  # argmax, sums, means
-    aq = gemm_op("assign queries", B * H, M, C, D, w.dtype, eb, a_bytes=q_bytes, b_bytes=cen,
+    aq = gemm_op("assign queries", B * H, M, C, D, w.dtype, eb, arch=arch, a_bytes=q_bytes, b_bytes=cen,
                  c_bytes=B * H * M * t * INDEX_BYTES)
-    ak = gemm_op("assign keys", B * Hkv, u, C, D, w.dtype, eb, a_bytes=B * Hkv * u * D * eb, b_bytes=cen,
-                 c_bytes=B * Hkv * u * INDEX_BYTES)
+    ak = gemm_op("assign keys", B * Hkv, u, C, D, w.dtype, eb, arch=arch, a_bytes=B * Hkv * u * D * eb,
+                 b_bytes=cen, c_bytes=B * Hkv * u * INDEX_BYTES)
     ops += [replace(aq, vector_ops=B * H * M * C * math.ceil(math.log2(t + 1))),  # top-t over C
             replace(ak, vector_ops=B * Hkv * u * C)]  # argmax over C
     index_bytes = (B * H * M * t + B * Hkv * u) * INDEX_BYTES
