@@ -23,13 +23,14 @@ def plot(report, path: str) -> None:
     variants = (report.baseline,) + report.candidates
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(variants) + 2), 4.2))
     multi = any(len(v.result.kernels) > 1 for v in variants)
+    colors: dict = {}  # one colour per kernel name across the chart
     for i, v in enumerate(variants):
         rows = list(v.result.kernels) or [{"kernel": v.result.mapping, "latency_s": v.latency_s}]
         bottom = 0.0
-        for j, k in enumerate(rows):
+        for k in rows:
             ms = k["latency_s"] * 1e3
-            ax.bar(i, ms, bottom=bottom, color=plt.cm.tab20(j % 20) if multi else "tab:blue", edgecolor="white",
-                   label=k["kernel"] if multi else None)
+            color = colors.setdefault(k["kernel"], plt.cm.tab20(len(colors) % 20)) if multi else "tab:blue"
+            ax.bar(i, ms, bottom=bottom, color=color, edgecolor="white", label=k["kernel"] if multi else None)
             bottom += ms
         if v.band is not None:  # where the measured time would fall, from the validation residuals
             lo, hi = v.latency_s * v.band.low * 1e3, v.latency_s * v.band.high * 1e3
