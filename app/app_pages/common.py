@@ -185,10 +185,26 @@ def custom_workload_key(batch, heads, kv_heads, seq_q, seq_kv, head_dim, mask, w
             int(window), float(density), str(dtype))
 
 
+def family_workload_key(spec: str, base: tuple) -> tuple:
+    """A family variant ('topk_blocks:density=0.25') on the shape and mask of a custom_workload_key."""
+    return ("family", spec) + base[1:]
+
+
+def family_kernel(spec: str) -> str:
+    """The attention kernel a variant names after '@' ('default' when none)."""
+    from attnsim.cli_shapes import parse_variant
+    return parse_variant(spec, f"variant {spec!r}")[2] or "default"
+
+
 def make_workload(key: tuple):
-    """A Workload from ('preset', name) or a custom_workload_key tuple."""
+    """A Workload from ('preset', name), a custom_workload_key or a family_workload_key tuple."""
     if key[0] == "preset":
         return attnsim.load_workload(key[1])
+    family, params = "softmax", None
+    if key[0] == "family":
+        from attnsim.cli_shapes import parse_variant
+        family, params, _ = parse_variant(key[1], f"variant {key[1]!r}")
+        key = ("custom",) + key[2:]
     _, b, h, hkv, sq, skv, d, mask, window, density, dtype = key
     kw = dict(batch=b, heads=h, kv_heads=hkv, seq_q=sq, seq_kv=skv, head_dim=d, dtype=dtype)
     if mask == "causal":
@@ -197,7 +213,7 @@ def make_workload(key: tuple):
         kw["window"] = window
     elif mask == "block_sparse":
         kw["density"] = density
-    return attnsim.attention("softmax", **kw)
+    return attnsim.attention(family, params=params, **kw)
 
 
 # ---------------------------------------------------------------- predictions

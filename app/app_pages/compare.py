@@ -25,6 +25,9 @@ c3 = st.columns(3)
 window = c3[0].number_input("sliding window", 1, 1 << 22, 4096, key="cmp_window")
 density = c3[1].number_input("block-sparse density", 0.01, 1.0, 0.25, step=0.05, key="cmp_density")
 splits = c3[2].multiselect("split-KV counts", [1, 2, 4, 8, 16, 32], default=[1, 4, 16], key="cmp_splits")
+families = st.text_area("Attention families, one per line: NAME[:k=v,k=v][@KERNEL] (attnsim list shows them; "
+                        "each runs on the causal shape above)",
+                        "topk_blocks:density=0.25\nlinear_chunked\nhead_mix", key="cmp_families")
 
 
 def key(mask):
@@ -51,9 +54,18 @@ variants["dense (full)"] = (key("full"), base_alg, ())
 variants["causal"] = (key("causal"), base_alg, ())
 variants[f"sliding window {window}"] = (key("window"), base_alg, ())
 variants[f"block-sparse {density:g}"] = (key("block_sparse"), base_alg, ())
+for spec in [line.strip() for line in families.splitlines() if line.strip()]:
+    try:
+        variants[spec] = (C.family_workload_key(spec, key("causal")), C.family_kernel(spec), ())
+    except AttnsimError as e:
+        variants[spec] = (None, str(e).splitlines()[0], ())
 
 rows = []
 for name, (wk, alg, changes) in variants.items():
+    if wk is None:  # a family line that does not parse: its reason is in place of the algorithm
+        rows.append({"variant": name, "latency_s": np.nan, "latency": "", "TFLOP/s": np.nan, "bound": "",
+                     "mapping": "", "note": alg})
+        continue
     try:
         r = C.predict_cached(source, (), wk, alg, changes)
         rows.append({"variant": name, "latency_s": r.latency_s, "latency": C.fmt_latency(r.latency_s),

@@ -148,3 +148,19 @@ def test_validate_error_table_from_a_synthetic_trace(page, tmp_path):
     assert list(table["regime"]) == ["overall", "decode", "prefill"]
     assert table.loc[table["regime"] == "overall", "n"].iloc[0] == 6
     assert table["median APE (%)"].between(5, 40).all()
+
+
+def test_compare_predicts_families_as_the_api_does(page):
+    at = page("compare")
+    at.run()
+    at.text_area(key="cmp_families").set_value("topk_blocks:density=0.25\nlinear_chunked@flash2\ntopk_blockz").run()
+    _no_exceptions(at)
+    df = at.dataframe[0].value.set_index("variant")
+    shape = dict(batch=int(at.number_input(key="cmp_batch").value), heads=int(at.number_input(key="cmp_heads").value),
+                 kv_heads=int(at.number_input(key="cmp_kv_heads").value),
+                 seq_q=int(at.number_input(key="cmp_seq_q").value), seq_kv=int(at.number_input(key="cmp_seq_kv").value),
+                 head_dim=int(at.number_input(key="cmp_head_dim").value), causal=True)
+    r = attnsim.predict("h100_sxm5_80gb", attnsim.attention("topk_blocks", params={"density": 0.25}, **shape))
+    assert df.loc["topk_blocks:density=0.25", "latency"] == fmt_si(r.latency_s, "s")
+    assert df.loc["topk_blocks:density=0.25", "bound"] == r.bound
+    assert "did you mean 'topk_blocks'" in df.loc["topk_blockz", "note"]
