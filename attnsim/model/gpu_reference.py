@@ -124,6 +124,21 @@ def greedy_makespan_ref(lengths, sms, k):
     return sum(max(busy.get((w, s), 0.0) for s in range(sms)) for w in range(n_waves))
 
 
+def visited_tiles(M, N, bp, bc, mask_kind, window, sink, density, causal):
+    """Per query tile of bp rows, the key-tile indices a fused kernel visits (the mask is the same
+    for every batch and head); a block-sparse row keeps the first tiles of block_sparse_order."""
+    base = (MK_CAUSAL if causal else MK_FULL) if mask_kind == MK_BLOCK else mask_kind
+    mask = element_mask(base, M, N, window, sink)
+    out = []
+    for r0 in range(0, M, bp):
+        tiles = key_tiles(mask[r0:r0 + bp], bc)
+        order = block_sparse_order(tiles)
+        if mask_kind == MK_BLOCK and order:
+            order = order[:block_sparse_keep(len(order), sum(all_ for _, all_ in tiles), density)[0]]
+        out.append(order)
+    return out
+
+
 def fused_counts_ref(B, H, Hkv, M, N, D, F, bp, bc, qpc, split, mask_kind, window, sink, density, causal):
     """(n_ctas, visits, max CTA tiles, min CTA tiles) of a fused / split-KV grid, CTA by CTA.
 
@@ -137,18 +152,8 @@ def fused_counts_ref(B, H, Hkv, M, N, D, F, bp, bc, qpc, split, mask_kind, windo
     tiles a block-sparse row keeps; the per-CTA max / min do (they follow that choice).
     """
     assert H % Hkv == 0 and (H // Hkv) % qpc == 0, "qpc must divide the GQA group H / Hkv"
-    base = (MK_CAUSAL if causal else MK_FULL) if mask_kind == MK_BLOCK else mask_kind
-    mask = element_mask(base, M, N, window, sink)
-    ncol = -(-N // bc)
-    chunk = -(-ncol // split)
-    # key-tile indices each query tile visits (the mask is the same for every batch and head)
-    visited = []
-    for r0 in range(0, M, bp):
-        tiles = key_tiles(mask[r0:r0 + bp], bc)
-        order = block_sparse_order(tiles)
-        if mask_kind == MK_BLOCK and order:
-            order = order[:block_sparse_keep(len(order), sum(all_ for _, all_ in tiles), density)[0]]
-        visited.append(set(order))
+    chunk = math.ceil(math.ceil(N / bc) / split)  # key tiles per split
+    visited = [set(v) for v in visited_tiles(M, N, bp, bc, mask_kind, window, sink, density, causal)]
     per_cta = []
     for _batch in range(B):
         for _kv_head in range(Hkv):
@@ -170,19 +175,8 @@ def fused_kv_traffic_ref(B, H, Hkv, M, N, D, F, bp, bc, qpc, split, mask_kind, w
     With a paged cache (page > 0) each visited tile also reads one entry_bytes block-table
     entry for every distinct page its bc key slots fall in.
     """
-    base = (MK_CAUSAL if causal else MK_FULL) if mask_kind == MK_BLOCK else mask_kind
-    mask = element_mask(base, M, N, window, sink)
-    ncol = -(-N // bc)
-    chunk = -(-ncol // split)
-    visited = []
-    for r0 in range(0, M, bp):
-        tiles = key_tiles(mask[r0:r0 + bp], bc)
-        partial = [j for j, (any_, all_) in enumerate(tiles) if any_ and not all_]
-        full = [j for j, (any_, all_) in enumerate(tiles) if all_]
-        order = partial + full[::-1]
-        if mask_kind == MK_BLOCK and order:
-            order = order[:block_sparse_keep(len(order), len(full), density)[0]]
-        visited.append(sorted(order))
+    chunk = math.ceil(math.ceil(N / bc) / split)  # key tiles per split
+    visited = [sorted(v) for v in visited_tiles(M, N, bp, bc, mask_kind, window, sink, density, causal)]
     kv = idx = ops = 0.0
     for _cta in range(B * (H // qpc)):
         for tiles in visited:

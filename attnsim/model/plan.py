@@ -143,6 +143,15 @@ class KernelCost:
 # ---------------------------------------------------------------------------- GPU
 
 
+def _binding(t_launch: float, memory: tuple, compute: str, t_compute: float) -> tuple[float, str]:
+    """(the kernel's main time, what binds it): the largest of the compute and memory terms, or
+    the launch overhead when that is at least as long; memory terms win ties, in the order given."""
+    t_main = max([t_compute] + [t for _, t in memory])
+    if t_launch >= t_main:
+        return t_main, "launch overhead"
+    return t_main, next((name for name, t in memory if t == t_main), compute)
+
+
 def _gpu_kernel(arch: Arch, op: KernelOp) -> KernelCost:
     from attnsim.model.gpu_kernel import uniform_makespan
     g, c = arch.gpu, arch.compute
@@ -166,17 +175,11 @@ def _gpu_kernel(arch: Arch, op: KernelOp) -> KernelCost:
     t_hbm = op.hbm_bytes / (hbm.bandwidth_bytes_per_s * arch.efficiency.hbm_bandwidth)
     t_l2 = l2_bytes / (l2.bandwidth_bytes_per_s * arch.efficiency.l2_bandwidth)
     t_launch = arch.efficiency.launch_overhead_s
-    t_main = max(t_compute, t_hbm, t_l2)
-    if t_launch >= t_main:
-        bound = "launch overhead"
-    elif t_main == t_hbm:
-        bound = "hbm bandwidth"
-    elif t_main == t_l2:
-        bound = "l2 bandwidth"
-    elif ctas < g.sm_count:
-        bound = "tail (waves / unequal CTAs)"  # fewer CTAs than SMs: the grid leaves SMs idle
+    if ctas < g.sm_count:
+        compute = "tail (waves / unequal CTAs)"  # fewer CTAs than SMs: the grid leaves SMs idle
     else:
-        bound = "mma" if t_mma >= t_vec else "exp/vector units"
+        compute = "mma" if t_mma >= t_vec else "exp/vector units"
+    t_main, bound = _binding(t_launch, (("hbm bandwidth", t_hbm), ("l2 bandwidth", t_l2)), compute, t_compute)
     latency = t_main + t_launch
     smem = arch.level("SMEM")
     e = arch.energy
@@ -208,15 +211,8 @@ def _spatial_kernel(arch: Arch, op: KernelOp) -> KernelCost:
     t_dram = op.hbm_bytes / (dram.bandwidth_bytes_per_s * arch.efficiency.hbm_bandwidth)
     t_glb = glb_bytes / (glb.bandwidth_bytes_per_s * arch.efficiency.l2_bandwidth)
     t_launch = arch.efficiency.launch_overhead_s
-    t_main = max(t_compute, t_dram, t_glb)
-    if t_launch >= t_main:
-        bound = "launch overhead"
-    elif t_main == t_dram:
-        bound = "dram"
-    elif t_main == t_glb:
-        bound = "glb"
-    else:
-        bound = "2D array" if c2d >= c1d else "1D array"
+    t_main, bound = _binding(t_launch, (("dram", t_dram), ("glb", t_glb)), "2D array" if c2d >= c1d else "1D array",
+                             t_compute)
     latency = t_main + t_launch
     e = arch.energy
     energy = {dram.name: op.hbm_bytes * dram.read_energy_pj_per_byte * 1e-12,
