@@ -39,6 +39,9 @@ def systolic_gemm_cycles(mg: int, ng: int, kg: int, rows: int, cols: int, datafl
 
 
 def _tile_stats(w: Workload, bm: int, bn: int):
+    if w.mask.kind == "block_counts":
+        s = w.mask.counts.tile_stats(bm, bn)
+        return s.tiles, s.full_tiles, s.rows, s.allowed
     if w.mask.kind == "neighborhood":
         from attnsim.workload.tiles import explicit_tile_stats
         s = explicit_tile_stats(w.mask, w.seq_q, w.seq_kv, bm, bn)

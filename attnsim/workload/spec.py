@@ -15,7 +15,7 @@ from attnsim.spec.yamlio import load_yaml
 from attnsim.workload.cascade import Cascade
 
 WORKLOAD_DIR = Path(__file__).resolve().parents[2] / "workloads"
-MASK_KINDS = ("full", "causal", "window", "block_sparse", "neighborhood")
+MASK_KINDS = ("full", "causal", "window", "block_sparse", "neighborhood", "block_counts")
 DTYPES = ("fp16", "bf16", "fp8", "fp32")
 
 
@@ -30,6 +30,8 @@ class Mask:
                   mask allows when `causal`), at the kernel's tile size
     neighborhood  tokens on a grid (`grid`, e.g. (T, H, W)); each query sees a window of
                   `win[i]` positions along each axis, clipped at the borders
+    block_counts  any mask, by its allowed pairs per 16 x 16 granule (`counts`, a
+                  attnsim.workload.block_counts.BlockCounts; in YAML `file:` an .npz beside it)
     """
 
     kind: str = "full"
@@ -39,9 +41,12 @@ class Mask:
     density: float = 1.0
     grid: tuple[int, ...] = ()
     win: tuple[int, ...] = ()
+    counts: object = None  # block_counts: a BlockCounts
 
     @property
     def is_causal(self) -> bool:
+        if self.kind == "block_counts":  # derived from the element mask when it was converted
+            return bool(self.counts is not None and self.counts.causal)
         return self.kind in ("causal", "window") or (self.kind == "block_sparse" and self.causal)
 
     def label(self) -> str:
@@ -51,6 +56,8 @@ class Mask:
             return f"blocksparse{self.density:g}" + ("-causal" if self.causal else "")
         if self.kind == "neighborhood":
             return "nbhd" + "x".join(map(str, self.win)) + "-on-" + "x".join(map(str, self.grid))
+        if self.kind == "block_counts" and self.counts is not None:
+            return self.counts.label()
         return self.kind
 
 
@@ -216,6 +223,8 @@ def check_workload(w: Workload, file: str | None = None) -> None:
             bad("mask.grid", "expected grid and win of the same length (1, 2 or 3 axes), e.g. grid: [64, 64], win: [13, 13]")
         elif not probs and (math.prod(m.grid) != w.seq_q or math.prod(m.grid) != w.seq_kv):
             bad("mask.grid", f"grid {list(m.grid)} has {math.prod(m.grid)} tokens but seq_q={w.seq_q}, seq_kv={w.seq_kv}")
+    if m.kind == "block_counts":
+        _check_block_counts(w, bad)
     if not probs and w.family != "softmax":
         from attnsim.workload.families import family
         fam = family(w.family)
@@ -229,6 +238,20 @@ def check_workload(w: Workload, file: str | None = None) -> None:
                 bad(key, msg)
     if probs:
         raise WorkloadError(probs)
+
+
+def _check_block_counts(w: Workload, bad) -> None:
+    from attnsim.workload.block_counts import BlockCounts
+    c = w.mask.counts
+    if not isinstance(c, BlockCounts):
+        bad("mask.counts", f"a block_counts mask needs a BlockCounts, got {c!r}",
+            "in YAML: mask: {kind: block_counts, file: NAME.npz}")
+    elif (c.seq_q, c.seq_kv) != (w.seq_q, w.seq_kv):
+        bad("mask.counts", f"the counts are for seq_q={c.seq_q}, seq_kv={c.seq_kv}; the workload has "
+                           f"seq_q={w.seq_q}, seq_kv={w.seq_kv}")
+    elif c.counts.shape[0] not in (1, w.batch) or c.counts.shape[1] not in (1, w.heads):
+        bad("mask.counts", f"the counts vary over {c.counts.shape[0]} batches x {c.counts.shape[1]} heads; "
+                           f"expected 1 or batch={w.batch}, and 1 or heads={w.heads}")
 
 
 def attention(family: str = "softmax", *, batch: int = 1, heads: int = 32, kv_heads: int | None = None,
@@ -290,6 +313,7 @@ MASK_FIELDS = [
     Field("density", "fraction", required=False, default=1.0),
     Field("grid", "list", required=False, default=()),
     Field("win", "list", required=False, default=()),
+    Field("file", "str", required=False, default="", help="block_counts: the .npz of counts, beside the YAML"),
 ]
 
 
@@ -325,9 +349,16 @@ def load_workload(name_or_path: str | Path) -> Workload:
         raise WorkloadError(Problem("expected a mapping of the family's parameters", file=str(p),
                                     line=lines.get(("params",)), key="params"))
     params = resolve_params(top["family"], given, file=str(p), lines=lines)
+    counts = None
+    if mk is not None and mk["kind"] == "block_counts":
+        from attnsim.workload.block_counts import load_block_counts
+        if not mk["file"]:
+            raise WorkloadError(Problem("a block_counts mask needs file: NAME.npz (its counts, beside the YAML)",
+                                        file=str(p), line=lines.get(("mask",)), key="mask.file"))
+        counts = load_block_counts(p.parent / mk["file"])
     mask = Mask() if mk is None else Mask(kind=mk["kind"], window=mk["window"], sink=mk["sink"],
                                           causal=mk["causal"], density=mk["density"],
-                                          grid=tuple(mk["grid"] or ()), win=tuple(mk["win"] or ()))
+                                          grid=tuple(mk["grid"] or ()), win=tuple(mk["win"] or ()), counts=counts)
     w = Workload(family=top["family"], batch=top["batch"], heads=top["heads"],
                  kv_heads=top["kv_heads"] or top["heads"], seq_q=top["seq_q"], seq_kv=top["seq_kv"],
                  head_dim=top["head_dim"], value_dim=top["value_dim"] or top["head_dim"],
