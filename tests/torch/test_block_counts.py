@@ -143,3 +143,15 @@ def test_bad_counts_are_refused():
     w = attnsim.attention(seq=64, heads=4, head_dim=64)
     with pytest.raises(WorkloadError, match="BlockCounts"):
         w.with_changes(mask=Mask("block_counts"))
+
+
+def test_tools_without_a_derivation_for_block_counts_refuse_clearly():
+    from attnsim.mapping.search import search_gpu
+    from attnsim.mapping.spatial_search import search_spatial
+    from attnsim.sim.gpu import simulate
+    w = attnsim.attention(seq=300, heads=4, head_dim=64).with_changes(
+        mask=Mask("block_counts", counts=counts_from_bool(np.tril(np.ones((300, 300), bool))).build()))
+    for call in (lambda: search_gpu("h100_sxm5_80gb", w), lambda: search_spatial("fusemax_like", w),
+                 lambda: simulate("h100_sxm5_80gb", w)):
+        with pytest.raises(MappingError, match="block_counts"):
+            call()

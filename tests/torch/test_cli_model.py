@@ -88,3 +88,20 @@ def test_fp32_model_on_hopper_says_which_dtype_to_use(tmp_path, capsys):
     assert main(["predict", "--model", f"{tmp_path / 'f32.py'}:factory"]) == 2
     assert "--dtype bf16" in capsys.readouterr().err
     assert main(["predict", "--model", f"{tmp_path / 'f32.py'}:factory", "--model-dtype", "bf16"]) == 0
+
+
+def test_attnsim_imports_and_predicts_without_torch(tmp_path):
+    import subprocess
+    import numpy as np
+    from attnsim.workload.block_counts import counts_from_bool
+    counts_from_bool(np.tril(np.ones((200, 200), bool))).build().save(tmp_path / "m.npz")
+    (tmp_path / "w.yaml").write_text("batch: 1\nheads: 4\nseq_q: 200\nseq_kv: 200\nhead_dim: 64\n"
+                                     "mask: {kind: block_counts, file: m.npz}\n")
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import attnsim, attnsim.cli\n"
+            f"r = attnsim.predict('h100_sxm5_80gb', attnsim.load_workload({str(tmp_path / 'w.yaml')!r}))\n"
+            "assert r.latency_s > 0 and 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+            "try:\n    import attnsim.torch\nexcept ImportError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "attnsim.torch needs PyTorch: pip install 'attnsim[validate]'"
