@@ -279,11 +279,12 @@ class _Recorder(TorchFunctionMode):
 
     def _attention_from_tag(self, tag: _Tag, p: torch.Tensor, v: torch.Tensor, out: torch.Tensor):
         self.gemms[tag.gemm_index] = None  # S = Q K^T belongs to this attention call
-        lead = tag.shape[:-2]
-        heads = lead[-1] if len(lead) >= 2 else (lead[0] if lead else 1)
-        q_shape = tuple(lead[:-1]) + (heads, tag.shape[-2], tag.head_dim) if len(lead) >= 2 else \
-            (1, heads, tag.shape[-2], tag.head_dim)
-        kv_heads = v.shape[-3] if v.dim() >= 4 and v.shape[-3] > 0 and heads % v.shape[-3] == 0 else heads
+        lead = tag.shape[:-2]  # [B, H], [B x H] (bmm) or []
+        batch, heads = (math.prod(lead[:-1]), lead[-1]) if len(lead) >= 2 else (1, lead[0] if lead else 1)
+        q_shape = (batch, heads, tag.shape[-2], tag.head_dim)
+        kv_groups = math.prod(v.shape[:-2])  # V shared by query heads (MQA / GQA broadcast): fewer groups
+        per_batch = kv_groups // batch if kv_groups % batch == 0 else 0
+        kv_heads = per_batch if per_batch and heads % per_batch == 0 else heads
         seq_q, seq_kv = tag.shape[-2], tag.shape[-1]
         if tag.mask is None:
             mask, note = Mask("full"), "no mask"

@@ -18,7 +18,7 @@ written as it (full, causal, window W: bottom-right aligned, as ``attnsim.Mask``
 A mask_mod is called with broadcast index tensors (``q_idx`` [R, 1], ``kv_idx`` [1, C]), checked
 once, on a corner of the first piece (CHECK_ROWS x CHECK_COLS pairs), against ``torch.func.vmap``
 over scalar indices (FlexAttention's own semantics, ``create_mask``); a mask_mod that gives a
-different answer there or fails when broadcast runs under vmap everywhere (about 20x slower).
+different answer there or fails when broadcast runs under vmap everywhere.
 """
 from __future__ import annotations
 

@@ -97,7 +97,7 @@ def test_plain_matmul_softmax_matmul(device):
 
 
 class EinsumAttention(nn.Module):
-    """MQA written with einsum: 8 query heads, one K/V head broadcast; additive ALiBi-free mask."""
+    """MQA written with einsum: 8 query heads share one K/V head; an additive causal mask."""
 
     def forward(self, q, k, v, bias):
         s = torch.einsum("bhqd,bkd->bhqk", q, k) / 8.0
@@ -110,8 +110,8 @@ def test_einsum_pattern_and_additive_mask():
     bias = torch.zeros(96, 96).masked_fill(torch.ones(96, 96, dtype=torch.bool).triu(1), float("-inf"))
     cap = capture(EinsumAttention(), q, k, v, bias)
     (a,) = cap.attention
-    assert a.op == "matmul-softmax-matmul" and shape(a.workload) == (2, 8, 8, 96, 96, 64, 64, "fp32")
-    assert a.workload.mask == Mask("causal") and a.scale == 1 / 8
+    assert a.op == "matmul-softmax-matmul" and shape(a.workload) == (2, 8, 1, 96, 96, 64, 64, "fp32")
+    assert a.workload.mask == Mask("causal") and a.scale == 1 / 8 and a.gqa  # one K/V head: MQA
     assert cap.gemms == ()
 
 
@@ -215,3 +215,15 @@ def test_prediction_sums_the_calls():
     fp16 = predict_capture(cap, "a100_sxm4_80gb", dtype="fp16")
     w16 = cap.attention[0].workload.with_changes(dtype="fp16")
     assert fp16.dtype == "fp16" and fp16.layers[0].attention_s == attnsim.predict("a100_sxm4_80gb", w16).latency_s
+
+
+def test_bmm_pattern_with_baddbmm_scores():
+    class M(nn.Module):  # nn.MultiheadAttention's need_weights path, by hand: [B * H, L, d]
+        def forward(self, q, k, v):
+            s = torch.baddbmm(torch.zeros(6, 50, 70), q, k.transpose(1, 2), alpha=0.25)
+            return torch.bmm(F.dropout(F.softmax(s, dim=-1), p=0.1, training=True), v)
+    cap = capture(M(), torch.randn(6, 50, 16), torch.randn(6, 70, 16), torch.randn(6, 70, 24))
+    (a,) = cap.attention
+    assert shape(a.workload) == (1, 6, 6, 50, 70, 16, 24, "fp32") and a.dropout == 0.1
+    assert a.notes == ("dropout not costed",) and cap.gemms == ()
+    assert a.scale is None  # baddbmm's alpha is not read: the scale is reported unknown
