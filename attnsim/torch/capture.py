@@ -17,16 +17,16 @@ A ``TorchFunctionMode`` sees each call at the level of torch's Python API:
 
 Forward pre/post hooks keep the module path of each call ('layers.3.attn').
 
-flex_attention runs eagerly under the capture (FlexAttention's debug switch
-``_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG``, so no torch.compile), and its device check is relaxed to
-let meta tensors through; on the meta device the call returns empty outputs of the right shape.
-Masks are read on CPU (``attnsim.torch.masks``): a FlexAttention mask_mod is a function of the
-indices, so it works on meta too unless it reads tensors that live there; a dense attn_mask on the
-meta device has no values and is costed as full (said in the call's mask note).
+flex_attention is seen as its higher-order op (``attnsim.torch.flex``: run eagerly, meta allowed);
+on the meta device it returns empty outputs of the right shape. Masks are read on CPU
+(``attnsim.torch.masks``): a FlexAttention mask_mod is a function of the indices, so it works on
+meta too unless it reads tensors that live there; a dense attn_mask on the meta device has no
+values and is costed as full (said in the call's mask note).
 """
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 from collections import Counter
 
@@ -37,6 +37,7 @@ from torch.overrides import TorchFunctionMode
 
 from attnsim.errors import AttnsimError
 from attnsim.torch.calls import AttentionCall, Capture, GemmCall, layer_of
+from attnsim.torch.flex import BlockMaskView, flex_eager
 from attnsim.torch.masks import MaskError, builder_from_mask_mod, mask_from_block_mask, mask_from_dense, to_mask
 from attnsim.workload.spec import Mask, Workload, check_workload
 
@@ -123,9 +124,14 @@ class _Recorder(TorchFunctionMode):
             self._propagate(func, args, kwargs, out)
         return out
 
-    def _gemm(self, g: GemmCall) -> None:
+    def _gemm(self, g: GemmCall, a: torch.Tensor) -> bool:
+        """Record a GEMM; one in a dtype attnsim has no name for (float64, integers) is listed as not costed."""
+        if a.dtype not in DTYPES:
+            self.not_costed[f"{g.op} ({a.dtype})"] += 1
+            return False
         self.layers.setdefault(layer_of(g.module), None)
         self.gemms.append(g)
+        return True
 
     # ---- attention calls
 
@@ -150,7 +156,7 @@ class _Recorder(TorchFunctionMode):
         a = dict(zip(SDPA_ARGS, args)) | kwargs
         q, k, v = a["query"], a["key"], a["value"]
         seq_q, seq_kv, d, f = q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1]
-        heads = q.shape[-3] if q.dim() >= 3 and q.dim() != 3 else 1
+        heads = q.shape[-3] if q.dim() >= 4 else 1  # [..., H, L, E]; a 3D q is [B, L, E]
         kv_heads = k.shape[-3] if k.dim() >= 4 else heads
         causal, am = bool(a.get("is_causal", False)), a.get("attn_mask")
         if am is not None:
@@ -170,7 +176,7 @@ class _Recorder(TorchFunctionMode):
 
     def _flex(self, func, args, kwargs):
         q, k, v, score_mod, bm_tuple, scale = args[:6]
-        bm = _BlockMaskView(bm_tuple)
+        bm = BlockMaskView(bm_tuple)
         if bm.BLOCK_SIZE[0] >= fa._LARGE_SPARSE_BLOCK_SIZE:  # flex_attention's stand-in for "no block_mask"
             mask, note = Mask("full"), "no block_mask"
         else:
@@ -190,7 +196,6 @@ class _Recorder(TorchFunctionMode):
         return func(*args, **kwargs)
 
     def _mha(self, func, args, kwargs):
-        import inspect
         a = inspect.signature(F.multi_head_attention_forward).bind(*args, **kwargs)
         a.apply_defaults()
         a = a.arguments
@@ -200,16 +205,16 @@ class _Recorder(TorchFunctionMode):
         dt = _dtype(q)
         mod = self.module
         if not a["use_separate_proj_weight"] and q is k and k is v:
-            self._gemm(GemmCall("mha in_proj", mod, 1, seq_q * batch, 3 * e, e, dt, True))
+            self._gemm(GemmCall("mha in_proj", mod, 1, seq_q * batch, 3 * e, e, dt, True), q)
         else:
             for t, kk in ((q, q.shape[-1]), (k, k.shape[-1]), (v, v.shape[-1])):
-                self._gemm(GemmCall("mha in_proj", mod, 1, t.shape[0] * batch, e, kk, dt, True))
+                self._gemm(GemmCall("mha in_proj", mod, 1, t.shape[0] * batch, e, kk, dt, True), q)
         mask, note = self._mha_mask(a, batch, heads, seq_q, seq_kv)
         p = float(a["dropout_p"]) if a["training"] else 0.0
         self._record("multi_head_attention", (batch, heads, seq_q, e // heads), heads, heads, seq_q, seq_kv,
                      e // heads, e // heads, dt, mask, causal_flag=bool(a["is_causal"]), scale=1 / math.sqrt(e // heads),
                      dropout=p, mask_note=note, notes=("dropout not costed",) if p > 0 else ())
-        self._gemm(GemmCall("mha out_proj", mod, 1, seq_q * batch, e, e, dt, True))
+        self._gemm(GemmCall("mha out_proj", mod, 1, seq_q * batch, e, e, dt, True), q)
         return func(*args, **kwargs)
 
     def _mha_mask(self, a, batch, heads, seq_q, seq_kv) -> tuple[Mask, str]:
@@ -237,16 +242,17 @@ class _Recorder(TorchFunctionMode):
     # ---- GEMMs and the matmul-softmax-matmul pattern
 
     def _linear(self, func, args, kwargs):
-        x, w = args[0], args[1] if len(args) > 1 else kwargs["weight"]
+        x, w = _operands(args, kwargs)[:2]
         kk, n = x.shape[-1], w.shape[0]
-        self._gemm(GemmCall("linear", self.module, 1, x.numel() // max(1, kk), n, kk, _dtype(x), True))
+        self._gemm(GemmCall("linear", self.module, 1, x.numel() // max(1, kk), n, kk, DTYPES.get(x.dtype, ""), True), x)
         return func(*args, **kwargs)
 
     def _matmul(self, func, args, kwargs):
         name = _name(func).strip("_")
-        a, b = (args[1], args[2]) if name in ("baddbmm", "addmm") else (args[0], args[1])
         out = func(*args, **kwargs)
-        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.dim() < 2 or b.dim() < 2:
+        ops = _operands(args, kwargs)  # addmm / baddbmm: (bias, a, b)
+        a, b = ops[-2:] if len(ops) >= 2 else (None, None)
+        if a is None or a.dim() < 2 or b.dim() < 2:
             self.not_costed[name] += 1
             return out
         m, kk, n = a.shape[-2], a.shape[-1], b.shape[-1]
@@ -273,7 +279,9 @@ class _Recorder(TorchFunctionMode):
         if tag is not None and tag.kind == "probs" and tuple(a.shape) == tag.shape:
             self._attention_from_tag(tag, a, b, out)
             return
-        self._gemm(GemmCall(name, self.module, int(count), int(m), int(n), int(kk), _dtype(a), shared))
+        if not self._gemm(GemmCall(name, self.module, int(count), int(m), int(n), int(kk), DTYPES.get(a.dtype, ""),
+                                   shared), a):
+            return
         if out.dim() >= 2:
             out._attnsim_tag = _Tag(len(self.gemms) - 1, a, int(kk), tuple(out.shape))
 
@@ -345,6 +353,12 @@ class _Recorder(TorchFunctionMode):
             tag.mask = ("allowed", args[0])
 
 
+def _operands(args, kwargs) -> list:
+    """The tensor operands of a call, positional first (an ``out=`` tensor is not an operand)."""
+    vals = list(args) + [v for k, v in kwargs.items() if k != "out"]
+    return [x for x in vals if isinstance(x, torch.Tensor)]
+
+
 def _is_scalar(x) -> bool:
     return isinstance(x, (int, float)) or (isinstance(x, torch.Tensor) and x.numel() == 1 and not x.is_meta)
 
@@ -394,38 +408,6 @@ def _einsum_dims(eq: str, ops) -> tuple[int, int, int, int] | None:
     return (prod(a & b & o), prod((a & o) - b), prod((b & o) - a), prod((a & b) - o))
 
 
-class _BlockMaskView:
-    """The fields of a BlockMask that flex_attention passes its higher-order op as a tuple
-    (``BlockMask.as_tuple()``, torch 2.13: seq lengths, 8 block tensors, 4 dq-order fields,
-    BLOCK_SIZE, mask_mod)."""
-
-    def __init__(self, t: tuple):
-        if len(t) != 17:
-            raise CaptureError(f"flex_attention passed a block-mask tuple of {len(t)} fields; this capture reads "
-                               "the 17 of torch 2.13 (pip install 'attnsim[validate]')")
-        self.seq_lengths = (int(t[0]), int(t[1]))
-        self.kv_num_blocks, self.kv_indices, self.full_kv_num_blocks, self.full_kv_indices = t[2:6]
-        self.BLOCK_SIZE = (int(t[14]), int(t[15]))
-        self.mask_mod = t[16]
-
-
-@contextlib.contextmanager
-def _flex_eager():
-    """flex_attention without torch.compile, and with meta tensors allowed through its device check."""
-    saved = fa._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG, fa._validate_device
-    original = fa._validate_device
-
-    def validate(query, key, value):
-        if not query.is_meta:
-            original(query, key, value)
-    fa._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG, fa._validate_device = True, validate
-    try:
-        with torch._dynamo.config.patch(disable=True):
-            yield
-    finally:
-        fa._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG, fa._validate_device = saved
-
-
 @contextlib.contextmanager
 def _module_paths(model: torch.nn.Module, rec: _Recorder):
     names = {id(m): n for n, m in model.named_modules()}
@@ -452,7 +434,7 @@ def capture(model: torch.nn.Module, *example_inputs, kwargs: dict | None = None)
     Raises CaptureError when the forward pass fails."""
     rec = _Recorder()
     try:
-        with torch.no_grad(), _flex_eager(), _module_paths(model, rec), rec:
+        with torch.no_grad(), flex_eager(), _module_paths(model, rec), rec:
             model(*example_inputs, **(kwargs or {}))
     except AttnsimError:
         raise

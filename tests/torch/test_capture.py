@@ -15,6 +15,7 @@ from attnsim.torch.models import llama, plain, video_dit, vit  # noqa: E402
 from attnsim.torch.models.video_dit import neighborhood_3d  # noqa: E402
 from attnsim.torch.masks import mask_from_mask_mod  # noqa: E402
 from attnsim.workload.spec import Mask  # noqa: E402
+from attnsim.workload.tiles import explicit_tile_stats  # noqa: E402
 
 DEVICES = ["meta", "cpu"]
 
@@ -75,7 +76,6 @@ def test_video_dit_flex_attention(device):
         assert a.workload.mask == want and not a.workload.mask.is_causal
         assert a.mask_note.startswith("BlockMask 128x128" if device == "cpu" else "mask_mod evaluated on every pair")
         for bp, bc in ((128, 128), (128, 64), (192, 128)):  # the same tiles as attnsim's neighborhood mask
-            from attnsim.workload.tiles import explicit_tile_stats
             assert a.workload.mask.counts.tile_stats(bp, bc) == explicit_tile_stats(nbhd, 320, 320, bp, bc)
     assert gemms(cap) == [("linear", f"blocks.{i}.{p}", 1, m, n, k) for i in range(2)
                           for p, m, n, k in (("adaln", 1, 768, 128), ("qkv", 320, 384, 128), ("proj", 320, 128, 128),
