@@ -66,7 +66,7 @@ def run_factory(target: str, device: str):
     """Call FACTORY under ``torch.device(device)`` and capture one forward pass."""
     _need_torch()
     import torch
-    from attnsim.torch.capture import capture
+    from attnsim.torch.record import capture
     fn = load_factory(target)
     with torch.device(device):
         try:

@@ -15,7 +15,8 @@ try:
 except ImportError:  # pragma: no cover - exercised by tests that hide torch
     raise ImportError("attnsim.torch needs PyTorch: pip install 'attnsim[validate]'") from None
 
-from attnsim.torch.capture import Capture, capture  # noqa: E402
+from attnsim.torch.calls import Capture  # noqa: E402
+from attnsim.torch.record import capture  # noqa: E402
 from attnsim.torch.cost import predict_capture  # noqa: E402
 from attnsim.torch.masks import mask_from_block_mask, mask_from_dense, mask_from_mask_mod  # noqa: E402
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F  # noqa: E402
 
 import attnsim  # noqa: E402
 from attnsim.torch import capture, predict_capture  # noqa: E402
-from attnsim.torch.capture import CaptureError  # noqa: E402
+from attnsim.torch.record import CaptureError  # noqa: E402
 from attnsim.torch.export import write_capture  # noqa: E402
 from attnsim.torch.models import llama, plain, video_dit, vit  # noqa: E402
 from attnsim.torch.models.video_dit import neighborhood_3d  # noqa: E402
@@ -227,3 +227,15 @@ def test_bmm_pattern_with_baddbmm_scores():
     assert shape(a.workload) == (1, 6, 6, 50, 70, 16, 24, "fp32") and a.dropout == 0.1
     assert a.notes == ("dropout not costed",) and cap.gemms == ()
     assert a.scale is None  # baddbmm's alpha is not read: the scale is reported unknown
+
+
+def test_a_block_mask_shared_by_layers_is_converted_once(monkeypatch):
+    import attnsim.torch.record as cap_module
+    calls = []
+    real = cap_module.mask_from_block_mask
+    monkeypatch.setattr(cap_module, "mask_from_block_mask", lambda bm: calls.append(1) or real(bm))
+    with torch.device("meta"):
+        model, inputs = video_dit.build(layers=3, dim=64, heads=1, grid=(2, 4, 8), win=(3, 3, 3), batch=1)
+        cap = capture(model, *inputs)
+    assert len(cap.attention) == 3 and len(calls) == 1
+    assert len({a.workload for a in cap.attention}) == 1

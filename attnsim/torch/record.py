@@ -94,6 +94,7 @@ class _Recorder(TorchFunctionMode):
         self.gemms: list[GemmCall | None] = []
         self.not_costed: Counter = Counter()
         self.layers: dict = {}  # layer -> None, in order of first call
+        self.block_masks: dict = {}  # converted BlockMasks, by identity
         self.handlers = {
             F.scaled_dot_product_attention: self._sdpa, F.linear: self._linear,
             F.multi_head_attention_forward: self._mha,
@@ -180,11 +181,15 @@ class _Recorder(TorchFunctionMode):
         if bm.BLOCK_SIZE[0] >= fa._LARGE_SPARSE_BLOCK_SIZE:  # flex_attention's stand-in for "no block_mask"
             mask, note = Mask("full"), "no block_mask"
         else:
-            try:
-                mask, note = mask_from_block_mask(bm)
-            except MaskError as e:
-                raise CaptureError(f"flex_attention at {self.module or '(model)'}: {e}") from None
-            note += "; " + describe(mask, q.shape[2], k.shape[2])
+            key = (id(bm.kv_num_blocks), id(bm.mask_mod), bm.seq_lengths, bm.BLOCK_SIZE)
+            if key not in self.block_masks:  # layers sharing one BlockMask: converted once
+                try:
+                    mask, note = mask_from_block_mask(bm)
+                except MaskError as e:
+                    raise CaptureError(f"flex_attention at {self.module or '(model)'}: {e}") from None
+                # the BlockMask's tensors are kept so that their ids stay theirs during the capture
+                self.block_masks[key] = (mask, note + "; " + describe(mask, q.shape[2], k.shape[2]), bm)
+            mask, note, _ = self.block_masks[key]
         notes = () if score_mod is fa._identity else ("score_mod not costed (its elementwise work per score)",)
         self._record("flex_attention", tuple(q.shape), q.shape[1], k.shape[1], q.shape[2], k.shape[2], q.shape[3],
                      v.shape[3], _dtype(q), mask, scale=float(scale), mask_note=note, notes=notes)
