@@ -5,12 +5,9 @@ written without touching the model again.
 """
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 from attnsim.workload.spec import Workload
-
-GEMM_DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1}
 
 
 @dataclass(frozen=True)
@@ -91,10 +88,6 @@ class Capture:
 
     def distinct_gemms(self) -> list[Group]:
         return _group(self.gemms)
-
-    def counts(self) -> dict:
-        ops = Counter(c.op for c in self.attention)
-        return {"attention": len(self.attention), "gemm": len(self.gemms), **{f"attention: {k}": v for k, v in ops.items()}}
 
     def not_costed_line(self) -> str:
         if not self.not_costed:

@@ -17,8 +17,8 @@ from dataclasses import dataclass, replace
 from attnsim.arch import Arch, load_arch
 from attnsim.errors import AttnsimError, SpecError
 from attnsim.model.families.common import gemm_op
-from attnsim.model.plan import kernel_cost
-from attnsim.torch.calls import GEMM_DTYPE_BYTES, Capture, GemmCall, layer_of
+from attnsim.model.plan import DTYPE_BYTES, kernel_cost
+from attnsim.torch.calls import Capture, GemmCall, layer_of
 from attnsim.units import fmt_si
 
 
@@ -130,7 +130,7 @@ def predict_capture(cap: Capture, arch, mapping=None, dtype: str | None = None) 
         per_call[g.call.key()] = r.latency_s
     for g in cap.distinct_gemms():
         c = g.call if dtype is None else replace(g.call, dtype=dtype)
-        eb = GEMM_DTYPE_BYTES[c.dtype]
+        eb = DTYPE_BYTES[c.dtype]
         op = gemm_op(_gemm_label(c), c.count, c.m, c.n, c.k, c.dtype, eb,
                      b_bytes=c.k * c.n * eb if c.shared_b else None)
         kc = _costed(f"{c.op} GEMM at {g.modules[0] or '(model)'}", c.dtype, lambda: kernel_cost(arch, op))
