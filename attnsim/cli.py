@@ -10,6 +10,9 @@ from attnsim.errors import AttnsimError
 
 
 def cmd_predict(a) -> int:
+    if a.model:
+        from attnsim.cli_capture import predict_model
+        return predict_model(a)
     from attnsim.model.analytical import predict
     if a.cases:
         from attnsim.cases import run_cases
@@ -171,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_app(sub)
     from attnsim.cli_speedup import add_parser as add_speedup
     add_speedup(sub)
+    from attnsim.cli_capture import add_parser as add_capture
+    add_capture(sub)
 
     va = sub.add_parser("validate", help="compare predictions with a measured trace (report + plots)")
     va.add_argument("--trace", help="trace CSV (project schema, or a Vidur attention CSV)")

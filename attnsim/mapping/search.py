@@ -303,6 +303,9 @@ def fast_rows(arch: Arch, w: Workload, p: _Points, instrs: tuple[str, ...]) -> n
     rows[:, K.SMEM_CTA] = smem
     is_wgmma = np.array([i == "wgmma" for i in instrs])[p.instr]
     rows[:, K.SMEM_READERS] = np.where(is_wgmma, p.warps / 4, p.warps)
+    if w.mask.kind == "block_counts":  # its statistics depend on each point's tile; not searched (yet)
+        raise MappingError(Problem("the mapper does not search block_counts masks; predict with a given mapping",
+                                   key="mask.kind"))
     if w.mask.kind == "neighborhood":  # explicit_tile_stats' numbers, counted once per query-tile size
         from attnsim.mapping.spatial_search import pair_stats
         t = pair_stats(w, np.maximum(1, p.bm // p.qpc), p.bn)

@@ -11,7 +11,7 @@ from attnsim.workload.spec import Workload
 from attnsim.workload.tiles import explicit_tile_stats
 
 MASK_CODES = {"full": K.MK_FULL, "causal": K.MK_CAUSAL, "window": K.MK_WINDOW,
-              "block_sparse": K.MK_BLOCK, "neighborhood": K.MK_EXPLICIT}
+              "block_sparse": K.MK_BLOCK, "neighborhood": K.MK_EXPLICIT, "block_counts": K.MK_EXPLICIT}
 STYLE_CODES = {"fused": K.STYLE_FUSED, "split_kv": K.STYLE_SPLIT, "unfused": K.STYLE_UNFUSED}
 BOUND_NAMES = {K.BD_MMA: "mma", K.BD_SOFTMAX: "softmax (exp/vector)", K.BD_SMEM: "smem bandwidth",
                K.BD_SM_LOAD: "L2->SM load", K.BD_HBM: "hbm bandwidth", K.BD_L2: "l2 bandwidth",
@@ -75,10 +75,14 @@ def lower_gpu(arch: Arch, w: Workload, m: KernelMapping, check: bool = True, til
     row[K.WINDOW], row[K.SINK], row[K.DENSITY], row[K.CAUSAL] = mk.window, mk.sink, mk.density, mk.causal
     row[K.BR], row[K.BC] = m.block_m, m.block_n
     s = None
-    if mk.kind == "neighborhood" or tile_stats is not None:
+    if mk.kind in ("neighborhood", "block_counts") or tile_stats is not None:
         bp = max(1, m.block_m // m.q_heads_per_cta)
-        s = explicit_tile_stats(mk, w.seq_q, w.seq_kv, bp, m.block_n) if tile_stats is None \
-            else tile_stats(bp, m.block_n)
+        if tile_stats is not None:  # per-head tile counts averaged over heads (a plan's mixed-head kernel)
+            s = tile_stats(bp, m.block_n)
+        elif mk.kind == "block_counts":
+            s = mk.counts.tile_stats(bp, m.block_n, m.q_heads_per_cta)
+        else:
+            s = explicit_tile_stats(mk, w.seq_q, w.seq_kv, bp, m.block_n)
         row[K.MASK] = K.MK_EXPLICIT
         row[K.X_SUM], row[K.X_MAX], row[K.X_MIN] = s.tiles, s.max_row_tiles, s.min_row_tiles
         row[K.X_FULL], row[K.X_ALLOWED], row[K.X_ROWS] = s.full_tiles, s.allowed, s.rows

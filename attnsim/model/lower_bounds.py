@@ -115,6 +115,9 @@ def block_stats_many(w: Workload, bp: int, bns) -> tuple[np.ndarray, ...]:
 
 @lru_cache(maxsize=4096)
 def _block_stats_many(mask, m_len: int, n_len: int, bp: int, bns: tuple):
+    if mask.kind == "block_counts":
+        raise MappingError(Problem("block statistics (bounds, the spatial mapper) are not derived for block_counts "
+                                   "masks; predict with a given mapping", key="mask.kind"))
     if mask.kind == "neighborhood":
         if math.prod(mask.grid) != m_len or m_len != n_len:
             raise MappingError(Problem(f"grid {mask.grid} does not match seq_q={m_len}, seq_kv={n_len}",

@@ -39,8 +39,9 @@ def systolic_gemm_cycles(mg: int, ng: int, kg: int, rows: int, cols: int, datafl
 
 
 def _tile_stats(w: Workload, bm: int, bn: int, tile_stats=None):
-    if tile_stats is not None:  # per head, averaged over heads (masks that differ between heads)
-        s = tile_stats(bm, bn)
+    if tile_stats is not None or w.mask.kind == "block_counts":
+        # per head, averaged over heads (masks that differ between heads), or a mask's block counts
+        s = tile_stats(bm, bn) if tile_stats is not None else w.mask.counts.tile_stats(bm, bn)
         return s.tiles, s.full_tiles, s.rows, s.allowed
     if w.mask.kind == "neighborhood":
         from attnsim.workload.tiles import explicit_tile_stats

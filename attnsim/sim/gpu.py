@@ -136,10 +136,10 @@ def _check(arch: Arch, w: Workload, m: KernelMapping) -> None:
     if m.style == "unfused":
         probs.append(Problem("the cycle-level simulator runs fused and split-KV kernels; 'unfused' is three "
                              "GEMM/softmax kernels", key="mapping.style", hint="use attnsim.predict for unfused"))
-    if w.mask.kind == "neighborhood":
+    if w.mask.kind in ("neighborhood", "block_counts"):
         probs.append(Problem("the cycle-level simulator enumerates full, causal, window and block-sparse masks; "
-                             "a neighborhood mask has no per-tile list here", key="mask.kind",
-                             hint="use attnsim.predict for neighborhood masks"))
+                             f"a {w.mask.kind} mask has no per-tile list here", key="mask.kind",
+                             hint=f"use attnsim.predict for {w.mask.kind} masks"))
     if m.launch_order not in LAUNCH_ORDERS:
         probs.append(Problem(f"expected one of {list(LAUNCH_ORDERS)}, got {m.launch_order!r}",
                              key="launch_order"))

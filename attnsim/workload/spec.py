@@ -15,7 +15,7 @@ from attnsim.spec.yamlio import load_yaml
 from attnsim.workload.cascade import Cascade
 
 WORKLOAD_DIR = Path(__file__).resolve().parents[2] / "workloads"
-MASK_KINDS = ("full", "causal", "window", "block_sparse", "neighborhood")
+MASK_KINDS = ("full", "causal", "window", "block_sparse", "neighborhood", "block_counts")
 DTYPES = ("fp16", "bf16", "fp8", "fp32")
 
 
@@ -33,6 +33,8 @@ class Mask:
                   `dilation`, `stride`, `axis_causal` and `border: shift` (NATTEN / GNA, see
                   attnsim.workload.masks.axis_windows), and `q_tile` / `kv_tile`: the boxes of
                   multi-dimensional tiling (empty: the flattened row-major order)
+    block_counts  any mask, by its allowed pairs per 16 x 16 granule (`counts`, a
+                  attnsim.workload.block_counts.BlockCounts; in YAML `file:` an .npz beside it)
     """
 
     kind: str = "full"
@@ -48,9 +50,12 @@ class Mask:
     axis_causal: tuple[bool, ...] = ()  # neighborhood, per axis; empty = no causal axis
     q_tile: tuple[int, ...] = ()  # neighborhood: query box of nd tiling; empty = flattened tiles
     kv_tile: tuple[int, ...] = ()  # neighborhood: key box of nd tiling
+    counts: object = None  # block_counts: a BlockCounts
 
     @property
     def is_causal(self) -> bool:
+        if self.kind == "block_counts":  # derived from the element mask when it was converted
+            return bool(self.counts is not None and self.counts.causal)
         return self.kind in ("causal", "window") or (self.kind == "block_sparse" and self.causal)
 
     def label(self) -> str:
@@ -63,6 +68,8 @@ class Mask:
                      ("dilation", "stride", "axis_causal", "q_tile", "kv_tile") if getattr(self, k)]
             return ("nbhd" + "x".join(map(str, self.win)) + "-on-" + "x".join(map(str, self.grid))
                     + "".join("-" + e for e in extra) + ("-shift" if self.border == "shift" else ""))
+        if self.kind == "block_counts" and self.counts is not None:
+            return self.counts.label()
         return self.kind
 
 
@@ -234,6 +241,8 @@ def check_workload(w: Workload, file: str | None = None) -> None:
             for key, msg in neighborhood_problems(m.grid, m.win, m.dilation, m.stride, m.border, m.axis_causal,
                                                   m.q_tile, m.kv_tile):
                 bad("mask." + field_of.get(key, key), msg)
+    if m.kind == "block_counts":
+        _check_block_counts(w, bad)
     if not probs and w.family != "softmax":
         from attnsim.workload.families import family
         fam = family(w.family)
@@ -247,6 +256,20 @@ def check_workload(w: Workload, file: str | None = None) -> None:
                 bad(key, msg)
     if probs:
         raise WorkloadError(probs)
+
+
+def _check_block_counts(w: Workload, bad) -> None:
+    from attnsim.workload.block_counts import BlockCounts
+    c = w.mask.counts
+    if not isinstance(c, BlockCounts):
+        bad("mask.counts", f"a block_counts mask needs a BlockCounts, got {c!r}",
+            "in YAML: mask: {kind: block_counts, file: NAME.npz}")
+    elif (c.seq_q, c.seq_kv) != (w.seq_q, w.seq_kv):
+        bad("mask.counts", f"the counts are for seq_q={c.seq_q}, seq_kv={c.seq_kv}; the workload has "
+                           f"seq_q={w.seq_q}, seq_kv={w.seq_kv}")
+    elif c.counts.shape[0] not in (1, w.batch) or c.counts.shape[1] not in (1, w.heads):
+        bad("mask.counts", f"the counts vary over {c.counts.shape[0]} batches x {c.counts.shape[1]} heads; "
+                           f"expected 1 or batch={w.batch}, and 1 or heads={w.heads}")
 
 
 def attention(family: str = "softmax", *, batch: int = 1, heads: int = 32, kv_heads: int | None = None,
@@ -308,6 +331,7 @@ MASK_FIELDS = [
     Field("density", "fraction", required=False, default=1.0),
     Field("grid", "list", required=False, default=()),
     Field("win", "list", required=False, default=()),
+    Field("file", "str", required=False, default="", help="block_counts: the .npz of counts, beside the YAML"),
 ]
 
 
@@ -343,9 +367,16 @@ def load_workload(name_or_path: str | Path) -> Workload:
         raise WorkloadError(Problem("expected a mapping of the family's parameters", file=str(p),
                                     line=lines.get(("params",)), key="params"))
     params = resolve_params(top["family"], given, file=str(p), lines=lines)
+    counts = None
+    if mk is not None and mk["kind"] == "block_counts":
+        from attnsim.workload.block_counts import load_block_counts
+        if not mk["file"]:
+            raise WorkloadError(Problem("a block_counts mask needs file: NAME.npz (its counts, beside the YAML)",
+                                        file=str(p), line=lines.get(("mask",)), key="mask.file"))
+        counts = load_block_counts(p.parent / mk["file"])
     mask = Mask() if mk is None else Mask(kind=mk["kind"], window=mk["window"], sink=mk["sink"],
                                           causal=mk["causal"], density=mk["density"],
-                                          grid=tuple(mk["grid"] or ()), win=tuple(mk["win"] or ()))
+                                          grid=tuple(mk["grid"] or ()), win=tuple(mk["win"] or ()), counts=counts)
     w = Workload(family=top["family"], batch=top["batch"], heads=top["heads"],
                  kv_heads=top["kv_heads"] or top["heads"], seq_q=top["seq_q"], seq_kv=top["seq_kv"],
                  head_dim=top["head_dim"], value_dim=top["value_dim"] or top["head_dim"],
