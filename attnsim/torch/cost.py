@@ -3,8 +3,9 @@
     attention call   attnsim.predict(arch, workload, mapping): the default kernel for the arch
                      and shape (FlashAttention-3 on Hopper, -2 elsewhere, flash-decoding for
                      seq_q <= 16) with the call's mask
-    GEMM             model.families.common.gemm_op, costed by model.plan.kernel_cost: one kernel of
-                     128 x 128 output tiles; A, B and C cross HBM once (a weight once for all rows)
+    GEMM             model.families.common.gemm_op, costed by model.plan.kernel_cost: one kernel at
+                     the fastest of the GEMM library's output tiles; A, B and C cross HBM once (a
+                     weight once for all rows); checked on Vidur's measured GEMMs (docs/validation.md)
 
 Kernels run one after another; a layer's time is the sum of its calls' times. Elementwise
 kernels (norms, RoPE, activations, residual adds) are not costed and are listed as such.
@@ -131,9 +132,9 @@ def predict_capture(cap: Capture, arch, mapping=None, dtype: str | None = None) 
     for g in cap.distinct_gemms():
         c = g.call if dtype is None else replace(g.call, dtype=dtype)
         eb = DTYPE_BYTES[c.dtype]
-        op = gemm_op(_gemm_label(c), c.count, c.m, c.n, c.k, c.dtype, eb,
-                     b_bytes=c.k * c.n * eb if c.shared_b else None)
-        kc = _costed(f"{c.op} GEMM at {g.modules[0] or '(model)'}", c.dtype, lambda: kernel_cost(arch, op))
+        kc = _costed(f"{c.op} GEMM at {g.modules[0] or '(model)'}", c.dtype, lambda: kernel_cost(arch, gemm_op(
+            _gemm_label(c), c.count, c.m, c.n, c.k, c.dtype, eb, b_bytes=c.k * c.n * eb if c.shared_b else None,
+            arch=arch)))
         kernels.append(KernelRow("gemm", _gemm_label(c), g.count, kc.latency_s, kc.bound, g.modules))
         per_call[g.call.key()] = kc.latency_s
     layers: dict = {}
