@@ -74,10 +74,16 @@ FIGURES = {
     "sweep_1m_points_s": dict(
         title="sweep of 1,000,000 points, 2 cores",
         unit="s", target=120.0, higher=False),
+    "family_predict_calls_per_s": dict(
+        title="`attnsim.predict` of every family preset (plans of kernels), H100, warm",
+        unit="calls/s", target=None, higher=True),
+    "capture_llama3_8b_two_layers_s": dict(
+        title="`predict --model`: capture two Llama-3-8B layers (8k tokens, meta device) and cost them",
+        unit="s", target=None, higher=False),
 }
 # Benchmark modules beside this file, each with run(quick) -> {figure: value}; each runs in its own
 # process (they need both cores or their own numba state, unlike the pinned evaluation benchmark).
-MODULES = ("bench_sim_gpu", "bench_systolic", "bench_mapper", "bench_sweep")
+MODULES = ("bench_sim_gpu", "bench_systolic", "bench_mapper", "bench_sweep", "bench_families")
 META_KEYS = ("machine", "date", "python", "numba", "numpy", "runs")
 
 
