@@ -109,7 +109,7 @@ class Params:
     def label(self) -> str:
         def show(v):
             return "x".join(map(str, v)) if isinstance(v, tuple) else f"{v:g}" if isinstance(v, float) else str(v)
-        return ",".join(f"{k}={show(v)}" for k, v in self.items)
+        return ",".join(f"{k}={show(v)}" for k, v in self.items if v is not None and v != () and v != "")
 
 
 @dataclass(frozen=True)
