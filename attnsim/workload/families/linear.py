@@ -165,6 +165,14 @@ def decay_mask(n: int, decay: float) -> np.ndarray:
     return np.where(diff >= 0, float(decay) ** np.maximum(diff, 0), 0.0)
 
 
+def _carried(q, k, v, state):
+    """float64 operands of a form with a carried state: (q grouped by KV head [B, U, G, N, E], k, v,
+    the state [B, U, E, F] (zeros, or a copy of the one given), an empty output [B, U, G, N, F])."""
+    qg, k, v = _group(q, k.shape[1]), np.asarray(k, np.float64), np.asarray(v, np.float64)
+    s = np.zeros(k.shape[:2] + (k.shape[3], v.shape[3])) if state is None else np.array(state, np.float64)
+    return qg, k, v, s, np.empty(qg.shape[:4] + (v.shape[3],))
+
+
 def linear_attention_reference(q, k, v, decay: float = 1.0) -> np.ndarray:
     """Quadratic masked form: O = (Q K^T (.) M) V (q, k already feature-mapped).  # o [B, H, N, F]"""
     qg = _group(q, k.shape[1])  # [B, U, G, N, E]
@@ -174,9 +182,7 @@ def linear_attention_reference(q, k, v, decay: float = 1.0) -> np.ndarray:
 
 def linear_attention_recurrent(q, k, v, decay: float = 1.0, state=None):
     """Token by token: S = lambda S + k^T v; o = q S. Returns (o [B, H, N, F], final state [B, U, E, F])."""
-    qg, k, v = _group(q, k.shape[1]), np.asarray(k, np.float64), np.asarray(v, np.float64)
-    s = np.zeros(k.shape[:2] + (k.shape[3], v.shape[3])) if state is None else np.array(state, np.float64)
-    o = np.empty(qg.shape[:4] + (v.shape[3],))
+    qg, k, v, s, o = _carried(q, k, v, state)
     for t in range(k.shape[2]):
         s = decay * s + k[:, :, t, :, None] * v[:, :, t, None, :]  # [B, U, E, F]
         o[:, :, :, t] = np.einsum("buge,buef->bugf", qg[:, :, :, t], s)
@@ -194,10 +200,8 @@ def linear_decode_step(state, q, k, v, decay: float = 1.0):
 def linear_chunked_forward(q, k, v, chunk: int, decay: float = 1.0, state=None):
     """The linear_chunked cascade's executable form: intra-chunk masked tile + carried state.
     Returns (o [B, H, N, F], the state after the last chunk [B, U, E, F])."""
-    qg, k, v = _group(q, k.shape[1]), np.asarray(k, np.float64), np.asarray(v, np.float64)
+    qg, k, v, s, o = _carried(q, k, v, state)
     n = k.shape[2]
-    s = np.zeros(k.shape[:2] + (k.shape[3], v.shape[3])) if state is None else np.array(state, np.float64)
-    o = np.empty(qg.shape[:4] + (v.shape[3],))
     for c0 in range(0, n, chunk):
         L = min(chunk, n - c0)
         qc, kc, vc = qg[:, :, :, c0:c0 + L], k[:, :, c0:c0 + L], v[:, :, c0:c0 + L]
@@ -223,10 +227,8 @@ def gla_reference(q, k, v, log_alpha) -> np.ndarray:
 
 def gla_recurrent(q, k, v, log_alpha, state=None):
     """Token by token: S = diag(alpha_t) S + k^T v; o = q S. Returns (o, final state)."""
-    qg, k, v = _group(q, k.shape[1]), np.asarray(k, np.float64), np.asarray(v, np.float64)
+    qg, k, v, s, o = _carried(q, k, v, state)
     alpha = np.exp(np.asarray(log_alpha, np.float64))
-    s = np.zeros(k.shape[:2] + (k.shape[3], v.shape[3])) if state is None else np.array(state, np.float64)
-    o = np.empty(qg.shape[:4] + (v.shape[3],))
     for t in range(k.shape[2]):
         s = alpha[:, :, t, :, None] * s + k[:, :, t, :, None] * v[:, :, t, None, :]
         o[:, :, :, t] = np.einsum("buge,buef->bugf", qg[:, :, :, t], s)
@@ -236,11 +238,9 @@ def gla_recurrent(q, k, v, log_alpha, state=None):
 def gla_chunked_forward(q, k, v, log_alpha, chunk: int, subchunk: int, state=None):
     """The gla_chunked cascade's executable form (FLA's chunk_gla): gate cumsum per chunk, carried
     state, off-diagonal sub-blocks as gated matrix products, diagonal sub-blocks elementwise."""
-    qg, k, v = _group(q, k.shape[1]), np.asarray(k, np.float64), np.asarray(v, np.float64)
+    qg, k, v, s, o = _carried(q, k, v, state)
     la = np.asarray(log_alpha, np.float64)
     n = k.shape[2]
-    s = np.zeros(k.shape[:2] + (k.shape[3], v.shape[3])) if state is None else np.array(state, np.float64)
-    o = np.empty(qg.shape[:4] + (v.shape[3],))
     for c0 in range(0, n, chunk):
         L = min(chunk, n - c0)
         qc, kc, vc = qg[:, :, :, c0:c0 + L], k[:, :, c0:c0 + L], v[:, :, c0:c0 + L]
