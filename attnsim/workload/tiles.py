@@ -142,61 +142,14 @@ def neighborhood_counts(shape, half, bp, bns):
                          np.asarray(bns, dtype=np.int64))
 
 
-@njit(**JIT_OPTS)
 def neighborhood_counts_reference(shape, half, bp, bc):
     """The slow, obvious twin of ``neighborhood_counts`` (tests compare them exactly): per query
-    tile, non-empty and full key tiles and allowed pairs for a clipped neighborhood
-    (|coord delta| <= half[axis] on every axis) on a row-major grid, key by key."""
-    nd = shape.shape[0]
-    total = 1
-    for a in range(nd):
-        total *= shape[a]
-    strides = np.ones(nd, dtype=np.int64)
-    for a in range(nd - 2, -1, -1):
-        strides[a] = strides[a + 1] * shape[a + 1]
-    reach = 0  # largest flattened distance between a query and a key it sees
-    for a in range(nd):
-        reach += half[a] * strides[a]
-    rows = (total + bp - 1) // bp
-    ncol = (total + bc - 1) // bc
-    tiles = np.zeros(rows, dtype=np.int64)
-    full = np.zeros(rows, dtype=np.int64)
-    allowed = 0
-    qc = np.zeros(nd, dtype=np.int64)
-    counts = np.zeros(ncol, dtype=np.int64)
-    for i in range(rows):
-        r0 = i * bp
-        r1 = min(total, r0 + bp)
-        k0 = max(0, r0 - reach)
-        k1 = min(total, r1 + reach)
-        j0, j1 = k0 // bc, (k1 - 1) // bc
-        for j in range(j0, j1 + 1):
-            counts[j] = 0
-        for q in range(r0, r1):
-            rem = q
-            for a in range(nd):
-                qc[a] = rem // strides[a]
-                rem -= qc[a] * strides[a]
-            for kk in range(k0, k1):
-                rem = kk
-                ok = True
-                for a in range(nd):
-                    c = rem // strides[a]
-                    rem -= c * strides[a]
-                    if abs(c - qc[a]) > half[a]:
-                        ok = False
-                        break
-                if ok:
-                    counts[kk // bc] += 1
-        nq = r1 - r0
-        for j in range(j0, j1 + 1):
-            if counts[j] > 0:
-                tiles[i] += 1
-                allowed += counts[j]
-                width = min(total, (j + 1) * bc) - j * bc
-                if counts[j] == nq * width:
-                    full[i] += 1
-    return tiles, full, allowed
+    tile, non-empty and full key tiles and allowed pairs of the clipped neighborhood in the
+    flattened layout, pair by pair (``window_counts_reference``)."""
+    shape = np.asarray(shape, dtype=np.int64)
+    lo, hi, step, base = _clipped_tables(shape, np.asarray(half, dtype=np.int64))
+    ident = np.arange(int(np.prod(shape)), dtype=np.int64)
+    return window_counts_reference(shape, lo, hi, step, base, ident, ident, ident.size, int(bp), int(bc))
 
 
 @njit(**JIT_OPTS)

@@ -240,6 +240,10 @@ def test_neighborhood_stats_equal_the_element_by_element_twin(grid, win):
     w = attnsim.attention("softmax", heads=1, seq=n, head_dim=16, grid=grid, win=win)
     shape = np.array(grid, dtype=np.int64)
     half = np.array([x // 2 for x in win], dtype=np.int64)
+    # the element mask, from workload.masks' own definition of a clipped neighborhood (which takes
+    # odd windows: an even win reaches win // 2 each side, as the odd win + 1 does)
+    from attnsim.workload.masks import _neighborhood_nd
+    elements = _neighborhood_nd(grid, [2 * h + 1 for h in half], [f"a{i}" for i in range(len(grid))])
     bns = (1, 7, 16, 64, 100, n)
     for bp in (1, 5, 16, 64, n):
         got = block_stats_many(w, bp, bns)
@@ -247,3 +251,14 @@ def test_neighborhood_stats_equal_the_element_by_element_twin(grid, win):
             tiles, full, allowed = neighborhood_counts_reference(shape, half, bp, bn)
             want = (tiles.sum(), tiles.max(), len(tiles), allowed, len(tiles), full.sum(), tiles.min())
             assert tuple(float(x[j]) for x in got) == tuple(float(x) for x in want), (bp, bn)
+            assert (tiles.tolist(), full.tolist(), allowed) == _element_tile_counts(elements, bp, bn), (bp, bn)
+
+
+def _element_tile_counts(mask, bp, bn):
+    """Per query tile, non-empty and full key tiles, and allowed pairs, straight from a bool mask."""
+    tiles, full = [], []
+    for r0 in range(0, mask.shape[0], bp):
+        blocks = [mask[r0:r0 + bp, c0:c0 + bn] for c0 in range(0, mask.shape[1], bn)]
+        tiles.append(sum(bool(b.any()) for b in blocks))
+        full.append(sum(bool(b.all()) for b in blocks))
+    return tiles, full, int(mask.sum())
