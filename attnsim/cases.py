@@ -56,7 +56,7 @@ def _arch(name: str):
 
 def predict_row(row: dict) -> dict:
     """Predict one case; raises ValueError/AttnsimError with a one-line reason on bad input."""
-    from attnsim.cli_shapes import parse_params
+    from attnsim.variant import parse_params
     from attnsim.workload.families import family_names
     algorithm = (row.get("algorithm") or "").strip()
     families = [f for f in family_names() if f != "softmax"]

@@ -3,16 +3,7 @@ from __future__ import annotations
 
 import json
 
-from attnsim.cli_shapes import add_shape_flags
-from attnsim.errors import AttnsimError
-
-
-def shape_from_flags(a) -> dict:
-    if a.seq is None and (a.seq_q is None or a.seq_kv is None):
-        raise AttnsimError("give --seq (or --seq-q and --seq-kv) with the shape flags")
-    return dict(batch=a.batch, heads=a.heads, kv_heads=a.kv_heads, seq=a.seq, seq_q=a.seq_q, seq_kv=a.seq_kv,
-                head_dim=a.head_dim, causal=a.causal, window=a.window, sink=a.sink, density=a.density,
-                dtype=a.dtype)
+from attnsim.cli_shapes import add_shape_flags, shape_kwargs
 
 
 def plot(report, path: str) -> None:
@@ -54,7 +45,7 @@ def plot(report, path: str) -> None:
 
 def cmd_speedup(a) -> int:
     from attnsim.speedup import speedup
-    rep = speedup(a.arch, a.baseline, a.candidate or [], traces=a.trace or None, **shape_from_flags(a))
+    rep = speedup(a.arch, a.baseline, a.candidate or [], traces=a.trace or None, **shape_kwargs(a))
     if a.format == "json":
         print(json.dumps({"arch": rep.arch, "variants": rep.rows()}, indent=2, default=float))
     else:

@@ -99,7 +99,7 @@ def build_from_args(a):
 
 
 def _workload_from_flags(a):
-    from attnsim.cli_shapes import parse_params
+    from attnsim.variant import parse_params
     from attnsim.workload.spec import attention
     if a.seq is None and (a.seq_q is None or a.seq_kv is None):
         raise AttnsimError("give --workload FILE, or --seq (or --seq-q and --seq-kv) with the shape flags")

@@ -24,6 +24,7 @@ from attnsim.model.analytical import predict
 from attnsim.model.result import Result
 from attnsim.units import fmt_si
 from attnsim.validate.band import Band, error_band
+from attnsim.variant import parse_variant
 from attnsim.workload.spec import Workload, attention
 
 
@@ -98,13 +99,8 @@ class SpeedupReport:
         return "\n".join(lines)
 
 
-def parse_variant(text: str) -> tuple[str, dict, str | None]:
-    from attnsim.cli_shapes import parse_variant as pv
-    return pv(text, where=f"variant {text!r}")
-
-
 def variant(arch: Arch, text: str, shape: dict, traces=None) -> Variant:
-    family, params, kernel = parse_variant(text)
+    family, params, kernel = parse_variant(text, where=f"variant {text!r}")
     w = attention(family, params=params, **shape)
     r = predict(arch, w, kernel)
     main = getattr(r, "mapping", None) if family == "softmax" else None

@@ -192,7 +192,7 @@ def family_workload_key(spec: str, base: tuple) -> tuple:
 
 def family_kernel(spec: str) -> str:
     """The attention kernel a variant names after '@' ('default' when none)."""
-    from attnsim.cli_shapes import parse_variant
+    from attnsim.variant import parse_variant
     return parse_variant(spec, f"variant {spec!r}")[2] or "default"
 
 
@@ -202,7 +202,7 @@ def make_workload(key: tuple):
         return attnsim.load_workload(key[1])
     family, params = "softmax", None
     if key[0] == "family":
-        from attnsim.cli_shapes import parse_variant
+        from attnsim.variant import parse_variant
         family, params, _ = parse_variant(key[1], f"variant {key[1]!r}")
         key = ("custom",) + key[2:]
     _, b, h, hkv, sq, skv, d, mask, window, density, dtype = key

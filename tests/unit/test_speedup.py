@@ -6,7 +6,7 @@ import pytest
 
 import attnsim
 from attnsim.cli import main
-from attnsim.cli_shapes import parse_params, parse_variant
+from attnsim.variant import parse_params, parse_variant
 from attnsim.errors import AttnsimError
 from attnsim.speedup import speedup
 from attnsim.validate.band import error_band
