@@ -149,11 +149,11 @@ def families_section(archs: dict, out: Path) -> list[str]:
         cx = crossover(archs[CROSSOVER_ARCH])
         cx.to_csv(out / "linear_crossover.csv", index=False)
         png = plot_crossover(cx, CROSSOVER_ARCH, out)
-        faster = cx[cx.linear_chunked_s < cx.flash2_s]
-        first = f"{int(faster.seq.iloc[0])} tokens" if len(faster) else "beyond the longest length shown"
+        from attnsim.model.families.linear import crossover_seq
+        n = crossover_seq(archs[CROSSOVER_ARCH], **CROSSOVER_SHAPE)
         L += ["### Linear attention vs FlashAttention-2", "",
               f"On {CROSSOVER_ARCH} (batch {CROSSOVER_SHAPE['batch']}, {CROSSOVER_SHAPE['heads']} heads of "
-              f"{CROSSOVER_SHAPE['head_dim']}, causal) chunked linear attention is first predicted faster at "
-              f"{first} of the lengths shown (docs/families/linear.md derives the crossover).", "",
+              f"{CROSSOVER_SHAPE['head_dim']}, causal) chunked linear attention is predicted faster than "
+              f"FlashAttention-2 from N = {n} tokens (`crossover_seq`; docs/families/linear.md derives it).", "",
               f"![crossover]({png.name})", ""]
     return L

@@ -231,10 +231,9 @@ def _spatial_kernel(arch: Arch, op: KernelOp) -> KernelCost:
 def _attention(arch: Arch, op: AttentionOp) -> KernelCost:
     from attnsim.model.analytical import predict
     r = predict(arch, op.workload, op.mapping, tile_stats=op.tile_stats)
-    levels = list(r.traffic_bytes)
-    l2 = r.traffic_bytes.get("L2", r.traffic_bytes[levels[1]] if len(levels) > 1 else 0.0)
+    traffic = list(r.traffic_bytes.values())  # outermost level first: HBM, L2, SMEM / DRAM, GLB
     return KernelCost(op.name, op.count, r.latency_s, r.bound, f"{op.name}: {r.mapping}",
-                      r.traffic_bytes.get("HBM", r.traffic_bytes[levels[0]]), l2, r.traffic_bytes.get("SMEM", 0.0),
+                      traffic[0], traffic[1], r.traffic_bytes.get("SMEM", 0.0),
                       r.executed_flops, r.useful_flops, r.counts.get("exps", 0.0), r.counts.get("vector ops", 0.0),
                       dict(r.energy_j), dict(r.occupancy),
                       {"allowed (m,n) pairs per (b,h)": r.counts.get("allowed (m,n) pairs per (b,h)", 0.0),
